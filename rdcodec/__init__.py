@@ -1,0 +1,17 @@
+"""rdcodec: a rate-distortion-cognition controllable learned image codec.
+
+One bitstream, three controls: ``alpha`` (rate, at encode time), an optional residual
+layer, and ``beta`` (machine vs human fidelity, at decode time). See ``rdcodec.api``.
+"""
+
+__version__ = "0.1.0"
+
+from .api import compress, decode, encode, info, strip  # noqa: E402
+from .errors import (  # noqa: E402
+    BitstreamError, CorruptError, ImageError, LimitError, NotRdcError, RdcError, VersionError,
+    WeightsError,
+)
+
+__all__ = ["encode", "decode", "info", "strip", "compress", "RdcError", "BitstreamError",
+           "CorruptError", "ImageError", "LimitError", "NotRdcError", "VersionError", "WeightsError",
+           "__version__"]

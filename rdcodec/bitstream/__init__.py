@@ -1,0 +1,1 @@
+"""Bitstream: the .rdc container (``container``)."""

@@ -1,0 +1,178 @@
+"""The ``.rdc`` container: a fixed 36-byte header, then the base layer, then the residual layer.
+
+Layout (all integers little-endian; see ``docs/format.md``)::
+
+    offset size  field
+     0     4     magic            b"\\x8bRDC"
+     4     1     version          FORMAT_VERSION
+     5     1     flags            bit 0: a residual layer was written
+     6     4     weights_id       first 4 bytes of the SHA-256 of the weights file
+    10     2     width            1..65535
+    12     2     height           1..65535
+    14     2     alpha_q          alpha = alpha_q / 65535
+    16     4     base_len         bytes of the base layer
+    20     4     base_crc         CRC-32 of the base layer
+    24     4     residual_len     bytes of the residual layer (0 when absent)
+    28     4     residual_crc     CRC-32 of the residual layer
+    32     4     header_crc       CRC-32 of bytes 0..31
+    36     ...   base layer: varint len(z string), z string, y string
+    ...    ...   residual layer: s string
+
+A file that ends exactly after the base layer is a valid base-only file (the residual
+layer was cut off, e.g. by a server that only sends the first layer), so the base layer
+is decodable from a prefix of the file.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+from ..errors import CorruptError, NotRdcError, VersionError
+
+MAGIC = b"\x8bRDC"
+FORMAT_VERSION = 1
+FLAG_RESIDUAL = 0x01
+_HEADER = struct.Struct("<4sBBIHHHIIIII")
+HEADER_SIZE = _HEADER.size  # 36
+ALPHA_STEPS = 65535
+
+
+@dataclass(frozen=True)
+class Header:
+    weights_id: int
+    width: int
+    height: int
+    alpha_q: int
+    base_len: int
+    base_crc: int
+    residual_len: int = 0
+    residual_crc: int = 0
+    flags: int = 0
+    version: int = FORMAT_VERSION
+
+    @property
+    def alpha(self) -> float:
+        return self.alpha_q / ALPHA_STEPS
+
+    @property
+    def has_residual(self) -> bool:
+        return bool(self.flags & FLAG_RESIDUAL)
+
+
+@dataclass(frozen=True)
+class RdcFile:
+    header: Header
+    base: bytes
+    residual: bytes | None        # None when absent, cut off or dropped
+    residual_error: str | None = None   # why a declared residual layer is not returned
+
+
+def quantize_alpha(alpha: float) -> int:
+    return int(round(alpha * ALPHA_STEPS))
+
+
+def _crc(data: bytes) -> int:
+    return zlib.crc32(data) & 0xFFFFFFFF
+
+
+def pack(weights_id: int, width: int, height: int, alpha_q: int, base: bytes,
+         residual: bytes | None) -> bytes:
+    """Assemble a file from its layers."""
+    if not (1 <= width <= 0xFFFF and 1 <= height <= 0xFFFF):
+        raise ValueError(f"image size {width}x{height} is outside 1..65535")
+    res = residual or b""
+    flags = FLAG_RESIDUAL if residual is not None else 0
+    head = _HEADER.pack(MAGIC, FORMAT_VERSION, flags, weights_id, width, height, alpha_q,
+                        len(base), _crc(base), len(res), _crc(res) if residual is not None else 0, 0)
+    head = head[:-4] + struct.pack("<I", _crc(head[:-4]))
+    return head + base + res
+
+
+def parse_header(data: bytes) -> Header:
+    """Parse and verify the header only (cheap; used by ``rdcodec info``)."""
+    if len(data) < len(MAGIC) or data[:4] != MAGIC:
+        raise NotRdcError("not an rdcodec file (wrong magic bytes)")
+    if len(data) < HEADER_SIZE:
+        raise CorruptError(f"file truncated inside the header ({len(data)} of {HEADER_SIZE} bytes)")
+    (_, version, flags, wid, width, height, alpha_q,
+     base_len, base_crc, res_len, res_crc, head_crc) = _HEADER.unpack_from(data)
+    if version != FORMAT_VERSION:
+        raise VersionError(f"format version {version} is not supported (this rdcodec reads version {FORMAT_VERSION})")
+    if _crc(data[:HEADER_SIZE - 4]) != head_crc:
+        raise CorruptError("header checksum mismatch (the file is damaged)")
+    if width == 0 or height == 0 or flags & ~FLAG_RESIDUAL:
+        raise CorruptError("header fields are invalid")
+    if not flags & FLAG_RESIDUAL and (res_len or res_crc):
+        raise CorruptError("header declares a residual layer length without the residual flag")
+    return Header(wid, width, height, alpha_q, base_len, base_crc, res_len, res_crc, flags, version)
+
+
+def unpack(data: bytes, ignore_residual_errors: bool = False) -> RdcFile:
+    """Split a file into verified layers.
+
+    A file cut exactly after the base layer is base-only. With ``ignore_residual_errors``
+    a damaged residual layer is dropped (reason in ``residual_error``) instead of raising.
+    """
+    h = parse_header(data)
+    end_base = HEADER_SIZE + h.base_len
+    if len(data) < end_base:
+        raise CorruptError(f"file truncated inside the base layer ({len(data)} of {end_base} bytes)")
+    base = data[HEADER_SIZE:end_base]
+    if _crc(base) != h.base_crc:
+        raise CorruptError("base layer checksum mismatch (the file is damaged)")
+    rest = data[end_base:]
+    if not h.has_residual:
+        if rest:
+            raise CorruptError(f"{len(rest)} unexpected bytes after the base layer")
+        return RdcFile(h, base, None)
+    if not rest:
+        return RdcFile(h, base, None, "the file ends after the base layer")
+    problem = None
+    if len(rest) != h.residual_len:
+        problem = f"residual layer is {len(rest)} bytes, header says {h.residual_len}"
+    elif _crc(rest) != h.residual_crc:
+        problem = "residual layer checksum mismatch (the file is damaged)"
+    if problem is None:
+        return RdcFile(h, base, rest)
+    if not ignore_residual_errors:
+        raise CorruptError(problem + "; --ignore-residual-errors decodes the base layer alone")
+    return RdcFile(h, base, None, problem)
+
+
+def strip_residual(data: bytes) -> bytes:
+    """The same file without its residual layer (losslessly: the base layer is untouched)."""
+    f = unpack(data)
+    h = f.header
+    return pack(h.weights_id, h.width, h.height, h.alpha_q, f.base, None)
+
+
+# -- base layer: two range-coded strings, z first ---------------------------------------
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b, n = n & 0x7F, n >> 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def join_strings(z: bytes, y: bytes) -> bytes:
+    return _varint(len(z)) + z + y
+
+
+def split_strings(base: bytes) -> tuple[bytes, bytes]:
+    n, shift, i = 0, 0, 0
+    while True:
+        if i >= len(base) or shift > 28:
+            raise CorruptError("base layer is malformed (bad z length)")
+        b = base[i]
+        n |= (b & 0x7F) << shift
+        i, shift = i + 1, shift + 7
+        if not b & 0x80:
+            break
+    if i + n > len(base):
+        raise CorruptError("base layer is malformed (z string longer than the layer)")
+    return base[i:i + n], base[i + n:]

@@ -1,0 +1,179 @@
+"""Image <-> .rdc bytes: the compress and decompress entry points.
+
+compress(x, alpha):
+    1. pad x to a multiple of 64 (edge replication); y = g_a(x)
+    2. gains for alpha (alpha is first rounded to the 16 bits stored in the header)
+    3. z symbols = round(h_a(y * G_y) * G_z)                    -> factorized coder
+    4. means, scales = h_s(z_sym * G_z^-1)  (float64, CPU, snapped to tables)
+    5. y symbols = round(y * G_y - means)                        -> Gaussian coder
+    6. y_hat = (y_sym + means) * G_y^-1                           (base layer done)
+    7. s symbols = round(enc(y - y_hat) * G_s - mu_s), mu_s, sigma_s = prior(y_hat)
+                                                                  -> Gaussian coder
+decompress(data, beta) runs steps 4, 6 and 7 backwards from the decoded symbols and
+renders x_bar = x_hat_1 + (1 - beta) * r (Eq. 9), clamped to [0, 1] only at the output.
+
+The encoder derives its reconstruction with exactly the decoder's functions, so
+``decompress(compress(x).data)`` equals ``compress(x).render(beta)`` pixel for pixel.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .bitstream import container
+from .entropy import coder
+from .entropy.tables import Y_RANGE, Z_RANGE, scale_indices, snap_means
+from .errors import LimitError, WeightsError
+from .model.rdc import CodingModel
+
+PAD = 64  # total downsampling of the hyper-latent z
+DEFAULT_MAX_PIXELS = 200_000_000
+
+
+@dataclass
+class Reconstruction:
+    """Decoder-side tensors of one image; ``render`` applies Eq. 9."""
+
+    x_hat_1: torch.Tensor          # (1, 3, H, W) float32, unclamped
+    r: torch.Tensor | None         # (1, 3, H, W) float32, or None without a residual layer
+
+    def render(self, beta: float) -> np.ndarray:
+        if not 0.0 <= beta <= 1.0 or math.isnan(beta):
+            raise ValueError(f"beta must be in [0, 1], got {beta}")
+        x = self.x_hat_1 if self.r is None or beta == 1.0 else self.x_hat_1 + (1.0 - beta) * self.r
+        x = x[0].clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8)
+        return x.permute(1, 2, 0).contiguous().cpu().numpy()
+
+
+@dataclass
+class Compressed:
+    data: bytes
+    recon: Reconstruction
+    estimated_bits: dict[str, float] | None = None
+
+
+class Codec:
+    """A loaded model ready to code images (``weights_id`` ties files to these weights)."""
+
+    def __init__(self, coding: CodingModel, weights_id: int, weights_name: str = "") -> None:
+        self.m = coding
+        self.weights_id = weights_id
+        self.weights_name = weights_name
+
+    # ------------------------------------------------------------------ helpers
+    def _synthesize(self, y_hat: torch.Tensor, h: int, w: int):
+        x_hat, feats = self.m.model.g_s(y_hat)
+        return x_hat[..., :h, :w], feats
+
+    def _residual(self, s_sym: np.ndarray, s_means, igs, y_hat, feats, h, w) -> torch.Tensor:
+        s_hat = (torch.from_numpy(s_sym).float() + s_means).to(y_hat.device) * igs
+        r = self.m.model.residual_from(s_hat, y_hat, feats)
+        return r[..., :h, :w]
+
+    # ------------------------------------------------------------------ encode
+    @torch.no_grad()
+    def compress(self, image: np.ndarray, alpha: float, residual: bool = True,
+                 estimate: bool = False) -> Compressed:
+        """Code an (H, W, 3) uint8 image at rate ``alpha`` in [0, 1]."""
+        if not 0.0 <= alpha <= 1.0 or math.isnan(alpha):
+            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        h, w = image.shape[:2]
+        alpha_q = container.quantize_alpha(alpha)
+        a = alpha_q / container.ALPHA_STEPS
+        model, dev = self.m.model, self.m.device
+        gains = self.m.gains(a)
+        (gy, igy), (gz, igz), (gs, igs) = gains["y"], gains["z"], gains["s"]
+
+        x = torch.from_numpy(image.copy()).to(dev).permute(2, 0, 1)[None].float() / 255.0
+        ph, pw = -h % PAD, -w % PAD
+        x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        y = model.g_a(x)
+        yg = y * gy
+        z_sym = torch.round(model.h_a(yg) * gz).clamp_(-Z_RANGE, Z_RANGE).cpu().to(torch.int32)
+        means, scales = self.m.y_params(z_sym, igz)
+        mu = snap_means(means)
+        y_idx = scale_indices(scales)
+        y_sym = torch.round(yg.cpu() - mu).clamp_(-Y_RANGE, Y_RANGE)
+        y_hat = ((y_sym + mu).to(dev)) * igy
+        zc = z_sym[0].reshape(z_sym.shape[1], -1).numpy()
+        z_str = coder.encode_factorized(zc, self.m.z_pmf, Z_RANGE)
+        y_str = coder.encode_gaussian(y_sym.to(torch.int32).numpy(), y_idx)
+        base = container.join_strings(z_str, y_str)
+        x_hat_1, feats = self._synthesize(y_hat, h, w)
+
+        res_str, r, s_sym, s_scales = None, None, None, None
+        if residual:
+            sg = model.scalable.enc(y - y_hat) * gs
+            s_means, s_scales = self.m.s_params(y_hat)
+            s_mu = snap_means(s_means)
+            s_sym = torch.round(sg.cpu() - s_mu).clamp_(-Y_RANGE, Y_RANGE).to(torch.int32).numpy()
+            res_str = coder.encode_gaussian(s_sym, scale_indices(s_scales))
+            r = self._residual(s_sym, s_mu, igs, y_hat, feats, h, w)
+        data = container.pack(self.weights_id, w, h, alpha_q, base, res_str)
+        est = None
+        if estimate:
+            est = {"z": _factorized_bits(model, z_sym), "y": _gaussian_bits(model, y_sym, scales)}
+            if residual:
+                est["s"] = _gaussian_bits(model, torch.from_numpy(s_sym).float(), s_scales)
+        return Compressed(data, Reconstruction(x_hat_1, r), est)
+
+    # ------------------------------------------------------------------ decode
+    @torch.no_grad()
+    def decompress(self, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
+                   ignore_residual_errors: bool = False) -> tuple[Reconstruction, dict]:
+        """Decode ``data``; returns the reconstruction (render it at any beta) and notes."""
+        head = container.parse_header(data)
+        if head.width * head.height > max_pixels:
+            raise LimitError(f"image is {head.width}x{head.height} = {head.width * head.height} pixels, "
+                             f"over the limit of {max_pixels} (raise --max-pixels to allow it)")
+        if head.weights_id != self.weights_id:
+            raise WeightsError(_weights_mismatch(head.weights_id, self.weights_id, self.weights_name))
+        f = container.unpack(data, ignore_residual_errors=ignore_residual_errors)
+        notes = {"residual_dropped": f.residual_error} if f.residual_error else {}
+        h, w = head.height, head.width
+        hp, wp = h + (-h % PAD), w + (-w % PAD)
+        model, dev = self.m.model, self.m.device
+        gains = self.m.gains(head.alpha)
+        (_, igy), (_, igz), (_, igs) = gains["y"], gains["z"], gains["s"]
+        N = model.config.N
+        z_str, y_str = container.split_strings(f.base)
+        zc = coder.decode_factorized(z_str, self.m.z_pmf, Z_RANGE, (hp // 64) * (wp // 64))
+        z_sym = torch.from_numpy(zc).reshape(1, N, hp // 64, wp // 64)
+        means, scales = self.m.y_params(z_sym, igz)
+        mu = snap_means(means)
+        y_sym = coder.decode_gaussian(y_str, scale_indices(scales))
+        y_hat = ((torch.from_numpy(y_sym).float() + mu).to(dev)) * igy
+        x_hat_1, feats = self._synthesize(y_hat, h, w)
+        r = None
+        if f.residual is not None:
+            s_means, s_scales = self.m.s_params(y_hat)
+            s_mu = snap_means(s_means)
+            s_sym = coder.decode_gaussian(f.residual, scale_indices(s_scales))
+            r = self._residual(s_sym, s_mu, igs, y_hat, feats, h, w)
+        return Reconstruction(x_hat_1, r), notes
+
+
+def _weights_mismatch(file_id: int, ours: int, name: str) -> str:
+    from .weights import known_weights
+
+    known = known_weights().get(file_id)
+    made = f"weights '{known}'" if known else f"unknown weights (id {file_id:08x})"
+    return (f"file was made with {made}, but the loaded weights are '{name}' (id {ours:08x}); "
+            "pass --weights with the matching file")
+
+
+def _gaussian_bits(model, sym: torch.Tensor, scales: torch.Tensor) -> float:
+    """Model-estimated bits of Gaussian-coded symbols (unsnapped scales, as in training)."""
+    lik = model.gaussian._likelihood(sym.float(), scales.float())
+    return float(-torch.log2(lik.clamp_min(1e-9)).sum())
+
+
+def _factorized_bits(model, z_sym: torch.Tensor) -> float:
+    v = z_sym.float()[0].reshape(z_sym.shape[1], 1, -1)
+    lik, _, _ = model.entropy_z._likelihood(v)
+    return float(-torch.log2(lik.clamp_min(1e-9)).sum())

@@ -1,0 +1,1 @@
+"""Entropy coding: fixed probability tables (``tables``) and the constriction range coder (``coder``)."""

@@ -1,0 +1,189 @@
+"""The rate-distortion-cognition model (paper §3, Fig. 3), read top to bottom.
+
+Primary branch (stage I, Eq. 3), with ``G`` the interpolated gain vectors for ``alpha``::
+
+    y      = g_a(x)                              (B, M, H/16, W/16)
+    z      = h_a(y * G_y)                        (B, N, H/64, W/64)
+    z_hat  = Q(z * G_z) * G_z^{-1}
+    mu, sigma = h_s(z_hat)                       parameters of y * G_y
+    y_hat  = (Q(y * G_y - mu) + mu) * G_y^{-1}
+    x_hat_1, (f1, f2, f3) = g_s(y_hat)
+
+Auxiliary branch (stage II, §3.3), base frozen::
+
+    s       = enc(y - y_hat) * G_s               (B, S, H/16, W/16)
+    s_hat   = Q(s - mu_s) + mu_s, with mu_s, sigma_s = prior(y_hat)
+    y_hat_2 = y_hat + dec(s_hat * G_s^{-1})
+    r       = rrn(y_hat_2; f1, f2, f3)
+    x_bar   = x_hat_1 + (1 - beta) * r            (Eq. 9)
+
+Training uses additive uniform noise for the rate terms and straight-through rounding for
+the values fed forward ("mixed" quantization). Coding (``rdcodec.codec``) uses the
+``*_params`` methods below, which are the only place where probability models come from.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+from torch import nn
+
+from .gain import LAMBDAS, GainUnit
+from .residual import ResidualPrior, ResidualReconstruction, ScalableTransform
+from .transforms import AnalysisTransform, HyperAnalysis, HyperSynthesis, SynthesisTransform
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    N: int = 128   # hidden channels of g_a / g_s / hyper path, and channels of z
+    M: int = 192   # channels of y
+    S: int = 64    # channels of the residual latent s
+    # Distortion weights per rate point for the MSE-trained base and the residual branch:
+    # loss = bpp + lambda * 255^2 * MSE.  base_lambda_scale * LAMBDAS[n] for the base.
+    base_lambda_scale: float = 0.015
+    residual_lambda_factor: float = 2.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def round_ste(x: torch.Tensor) -> torch.Tensor:
+    """Rounding with a straight-through gradient."""
+    return x + (torch.round(x) - x).detach()
+
+
+def bits(likelihoods: torch.Tensor) -> torch.Tensor:
+    """Total information content in bits, per sample: (B, ...) -> (B,)."""
+    return -torch.log2(likelihoods).flatten(1).sum(1)
+
+
+class RDCModel(nn.Module):
+    def __init__(self, config: ModelConfig = ModelConfig()) -> None:
+        super().__init__()
+        self.config = config
+        N, M, S = config.N, config.M, config.S
+        self.g_a = AnalysisTransform(N, M)
+        self.g_s = SynthesisTransform(N, M)
+        self.h_a = HyperAnalysis(N, M)
+        self.h_s = HyperSynthesis(N, M)
+        init = [math.sqrt(lam / LAMBDAS[-1]) for lam in LAMBDAS]
+        self.gain_y = GainUnit(M, init)
+        self.gain_z = GainUnit(N, [1.0] * len(LAMBDAS))
+        self.entropy_z = EntropyBottleneck(N)
+        self.gaussian = GaussianConditional(None)
+        # auxiliary branch
+        self.scalable = ScalableTransform(M, S)
+        self.residual_prior = ResidualPrior(M, S)
+        self.gain_s = GainUnit(S, [1.0] * len(LAMBDAS))
+        self.rrn = ResidualReconstruction(M, (N, N, N))
+
+    # ------------------------------------------------------------------ training
+    def base_lambda(self, idx: torch.Tensor) -> torch.Tensor:
+        return torch.tensor(LAMBDAS, device=idx.device)[idx] * self.config.base_lambda_scale
+
+    def residual_lambda(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.base_lambda(idx) * self.config.residual_lambda_factor
+
+    def forward_base(self, x: torch.Tensor, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Stage-I forward at trained levels ``idx`` (B,). Returns x_hat_1, bits_y, bits_z, ..."""
+        gy, igy = self.gain_y.at_levels(idx)
+        gz, igz = self.gain_z.at_levels(idx)
+        y = self.g_a(x)
+        yg = y * gy
+        zg = self.h_a(yg) * gz
+        with torch.autocast(x.device.type, enabled=False):
+            zg = zg.float()
+            _, z_lik = self.entropy_z(zg, training=True)
+            z_hat = round_ste(zg) * igz
+            means, scales = self.h_s(z_hat)
+            yg32 = yg.float()
+            _, y_lik = self.gaussian(yg32, scales, means, training=True)
+            yg_hat = round_ste(yg32 - means) + means
+        y_hat = yg_hat * igy
+        x_hat, feats = self.g_s(y_hat)
+        return {"x_hat": x_hat, "feats": feats, "y": y, "y_hat": y_hat,
+                "bits_y": bits(y_lik), "bits_z": bits(z_lik)}
+
+    def forward_residual(self, x: torch.Tensor, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Stage-II forward: the base runs without gradients, the auxiliary branch learns."""
+        with torch.no_grad():
+            base = self.forward_base(x, idx)
+        gs, igs = self.gain_s.at_levels(idx)
+        y, y_hat = base["y"].float(), base["y_hat"].float()
+        sg = self.scalable.enc(y - y_hat) * gs
+        with torch.autocast(x.device.type, enabled=False):
+            sg = sg.float()
+            means, scales = self.residual_prior(y_hat)
+            _, s_lik = self.gaussian(sg, scales, means, training=True)
+            sg_hat = round_ste(sg - means) + means
+        r = self.residual_from(sg_hat * igs, y_hat, base["feats"])
+        return {"x_hat_1": base["x_hat"], "r": r, "bits_s": bits(s_lik),
+                "bits_base": base["bits_y"] + base["bits_z"]}
+
+    def residual_from(self, s_hat: torch.Tensor, y_hat: torch.Tensor,
+                      feats: list[torch.Tensor]) -> torch.Tensor:
+        """``r = rrn(y_hat + dec(s_hat); f1, f2, f3)``."""
+        return self.rrn(y_hat + self.scalable.dec(s_hat), feats)
+
+    def config_dict(self) -> dict:
+        return self.config.to_dict()
+
+
+class CodingModel:
+    """Coding-time view of a trained :class:`RDCModel`.
+
+    Splits the model into what may run anywhere (the big transforms, in float32 on the
+    chosen device) and what must give bit-identical results on every machine (the paths
+    that produce probability models: ``h_s`` and the residual prior, run in float64 on the
+    CPU, with outputs snapped by :mod:`rdcodec.entropy.tables`).
+    """
+
+    def __init__(self, model: RDCModel, z_pmf: torch.Tensor, device: str = "cpu") -> None:
+        self.model = model.eval().to(device)
+        self.device = torch.device(device)
+        self.h_s64 = _cpu_double_copy(model.h_s)
+        self.residual_prior64 = _cpu_double_copy(model.residual_prior)
+        self.z_pmf = z_pmf.to(torch.float64).numpy()
+
+    def gains(self, alpha: float) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Interpolated (gain, inverse gain) of y, z and s for ``alpha``, float32 on the device."""
+        m = self.model
+        out = {}
+        for name, unit in (("y", m.gain_y), ("z", m.gain_z), ("s", m.gain_s)):
+            g, ig = unit.at_alpha(alpha)
+            out[name] = (g.to(self.device), ig.to(self.device))
+        return out
+
+    def y_params(self, z_sym: torch.Tensor, inv_gain_z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Deterministic ``h_s``: integer z symbols -> (means float32, scales float64) on the CPU."""
+        with torch.no_grad():
+            z_hat = z_sym.to(torch.float64) * inv_gain_z.cpu().double()
+            means, scales = self.h_s64(z_hat)
+        return means, scales
+
+    def s_params(self, y_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Deterministic residual prior: ``y_hat`` -> (means, scales) float64 on the CPU."""
+        with torch.no_grad():
+            return self.residual_prior64(y_hat.detach().cpu().double())
+
+
+def _cpu_double_copy(module: nn.Module) -> nn.Module:
+    return copy.deepcopy(module).cpu().double().eval()
+
+
+def z_pmf_table(model: RDCModel, z_range: int) -> torch.Tensor:
+    """Per-channel probabilities of the integer values -z_range..z_range of ``z * G_z``.
+
+    Computed once when weights are exported and stored with them, so decoders never
+    recompute (and never disagree on) the factorized prior.
+    """
+    eb = model.entropy_z
+    values = torch.arange(-z_range, z_range + 1, dtype=torch.float32)
+    values = values.repeat(eb.channels, 1)[:, None, :]  # (C, 1, K)
+    with torch.no_grad():
+        lik, _, _ = eb._likelihood(values)
+    return lik[:, 0, :].clamp_min(0.0).float()

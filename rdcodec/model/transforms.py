@@ -1,0 +1,102 @@
+"""Analysis / synthesis transforms of the base codec (paper Eq. 2).
+
+A mean-scale hyperprior in the style of Minnen et al. 2018 ("mbt2018-mean"): four
+stride-2 5x5 convolutions with GDN for ``g_a``, the mirror image with inverse GDN for
+``g_s``, and a three-layer hyper path. See ``docs/model.md`` for why this replaces the
+paper's TIC transformer on a CPU.
+
+Shapes (``N`` hidden channels, ``M`` latent channels, input ``H x W`` divisible by 64)::
+
+    g_a : (B, 3, H, W)          -> y      (B, M, H/16, W/16)
+    g_s : (B, M, H/16, W/16)    -> x_hat  (B, 3, H, W)  and features f1, f2, f3
+    h_a : (B, M, H/16, W/16)    -> z      (B, N, H/64, W/64)
+    h_s : (B, N, H/64, W/64)    -> means, scales (B, M, H/16, W/16) each
+"""
+
+from __future__ import annotations
+
+import torch
+from compressai.layers import GDN
+from torch import nn
+
+
+def conv(in_ch: int, out_ch: int, kernel: int = 5, stride: int = 2) -> nn.Conv2d:
+    """Convolution with "same" padding and the given stride."""
+    return nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=kernel // 2)
+
+
+def deconv(in_ch: int, out_ch: int, kernel: int = 5, stride: int = 2) -> nn.ConvTranspose2d:
+    """Transposed convolution that upsamples exactly by ``stride``."""
+    return nn.ConvTranspose2d(
+        in_ch, out_ch, kernel, stride=stride, padding=kernel // 2, output_padding=stride - 1
+    )
+
+
+class AnalysisTransform(nn.Module):
+    """``g_a``: image -> latent ``y`` (downsampling by 16)."""
+
+    def __init__(self, N: int, M: int) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(
+            conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+class SynthesisTransform(nn.Module):
+    """``g_s``: latent ``y_hat`` -> image ``x_hat_1``.
+
+    Also returns the intermediate features ``f1`` (H/8, after the first stage), ``f2``
+    (H/4) and ``f3`` (H/2) that the residual reconstruction network uses as priors
+    (paper §3.3).
+    """
+
+    def __init__(self, N: int, M: int) -> None:
+        super().__init__()
+        self.up1 = nn.Sequential(deconv(M, N), GDN(N, inverse=True))
+        self.up2 = nn.Sequential(deconv(N, N), GDN(N, inverse=True))
+        self.up3 = nn.Sequential(deconv(N, N), GDN(N, inverse=True))
+        self.up4 = deconv(N, 3)
+
+    def forward(self, y_hat: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        f1 = self.up1(y_hat)
+        f2 = self.up2(f1)
+        f3 = self.up3(f2)
+        return self.up4(f3), [f1, f2, f3]
+
+
+class HyperAnalysis(nn.Module):
+    """``h_a``: gained latent ``y * G_y`` -> hyper-latent ``z`` (downsampling by 4)."""
+
+    def __init__(self, N: int, M: int) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(
+            conv(M, N, 3, 1), nn.LeakyReLU(inplace=True),
+            conv(N, N), nn.LeakyReLU(inplace=True),
+            conv(N, N),
+        )
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return self.layers(y)
+
+
+class HyperSynthesis(nn.Module):
+    """``h_s``: ``z_hat`` -> Gaussian ``means`` and ``scales`` of the gained latent.
+
+    Runs in float64 on the CPU at coding time so that encoder and decoder derive the
+    same entropy-model parameters (see ``rdcodec.entropy.gaussian``).
+    """
+
+    def __init__(self, N: int, M: int) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(
+            deconv(N, M), nn.LeakyReLU(inplace=True),
+            deconv(M, M * 3 // 2), nn.LeakyReLU(inplace=True),
+            conv(M * 3 // 2, M * 2, 3, 1),
+        )
+
+    def forward(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        means, scales = self.layers(z_hat).chunk(2, dim=1)
+        return means, scales

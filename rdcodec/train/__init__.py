@@ -1,0 +1,1 @@
+"""Training: crop cache (``data``), loops for the base and residual stages (``loop``)."""

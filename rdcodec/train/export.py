@@ -1,0 +1,54 @@
+"""Export a training checkpoint as shipped weights and register it.
+
+    python -m rdcodec.train.export runs/res1/last.pt --name rdc-mse-v1 [--default]
+
+Writes ``weights/NAME.safetensors`` and records its SHA-256 in ``weights/registry.json``.
+The model card (``weights/NAME.md``) is written by hand from measured results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from ..model.rdc import ModelConfig, RDCModel
+from ..weights import export
+
+WEIGHTS = Path(__file__).resolve().parents[2] / "weights"
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m rdcodec.train.export", description=__doc__)
+    ap.add_argument("checkpoint")
+    ap.add_argument("--name", required=True)
+    ap.add_argument("--default", action="store_true", help="make it the default weights")
+    ap.add_argument("--out-dir", default=str(WEIGHTS))
+    args = ap.parse_args(argv)
+    state = torch.load(args.checkpoint, weights_only=False)
+    model = RDCModel(ModelConfig())
+    own = model.state_dict()
+    usable = {k: v for k, v in state["model"].items() if k in own and own[k].shape == v.shape}
+    skipped = sorted(set(own) - set(usable))
+    if skipped:
+        print(f"warning: {len(skipped)} tensors not in the checkpoint keep their initial values, "
+              f"e.g. {skipped[:3]}")
+    model.load_state_dict(usable, strict=False)
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{args.name}.safetensors"
+    digest = export(model, path, {"name": args.name, "step": str(state.get("step", 0)),
+                                  "stage": str(state.get("stage", ""))})
+    reg_path = out_dir / "registry.json"
+    reg = json.loads(reg_path.read_text()) if reg_path.exists() else {"default": args.name, "weights": {}}
+    reg["weights"][args.name] = {"file": path.name, "sha256": digest}
+    if args.default or len(reg["weights"]) == 1:
+        reg["default"] = args.name
+    reg_path.write_text(json.dumps(reg, indent=2) + "\n")
+    print(f"{path} ({path.stat().st_size / 1e6:.1f} MB) sha256={digest}")
+
+
+if __name__ == "__main__":
+    main()

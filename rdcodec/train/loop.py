@@ -1,0 +1,155 @@
+"""Resumable training loops for the two stages.
+
+Stage ``base``: variable-rate base codec, loss per sample ``bpp + lambda_n * 255^2 * MSE``
+with the level ``n`` drawn per sample (the paper draws one per step; per-sample levels give
+every gain vector a gradient at every step). Stage ``residual`` (paper Eq. 8): base frozen,
+loss ``bpp(s_hat) + lambda_m * 255^2 * MSE(x, x_hat_1 + r)``.
+
+The learning rate follows a cosine over a *wall-clock* budget, so a run that is stopped and
+resumed still ends its schedule on time. Checkpoints (``last.pt``) are written every
+``--checkpoint-minutes`` and on exit; a run resumes from them automatically.
+
+    python -m rdcodec.train --stage base --budget-minutes 80 --out runs/base
+    python -m rdcodec.train --stage residual --init runs/base/last.pt --out runs/res
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import signal
+import time
+from pathlib import Path
+
+import torch
+
+from ..model.rdc import ModelConfig, RDCModel
+from .data import load_or_build, sample_batch
+
+BASE_PREFIXES = ("g_a.", "g_s.", "h_a.", "h_s.", "gain_y.", "gain_z.", "entropy_z.", "gaussian.")
+
+
+def is_base_param(name: str) -> bool:
+    return name.startswith(BASE_PREFIXES)
+
+
+def lr_at(progress: float, peak: float, warmup: float = 0.02, floor: float = 0.05) -> float:
+    """Linear warm-up, then cosine decay to ``floor * peak`` at ``progress = 1``."""
+    if progress < warmup:
+        return peak * progress / warmup
+    p = min(1.0, (progress - warmup) / (1 - warmup))
+    return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m rdcodec.train", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--stage", choices=["base", "residual"], required=True)
+    ap.add_argument("--data", nargs="+", default=["../shared/data/train/bsds500",
+                                                  "../shared/data/train/sun_hays80"])
+    ap.add_argument("--cache", default="cache/crops256.pt")
+    ap.add_argument("--n-crops", type=int, default=12000)
+    ap.add_argument("--crop", type=int, default=256)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=2e-4)
+    ap.add_argument("--budget-minutes", type=float, default=60.0)
+    ap.add_argument("--checkpoint-minutes", type=float, default=10.0)
+    ap.add_argument("--log-every", type=int, default=50)
+    ap.add_argument("--init", help="checkpoint to start from (weights only)")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-bf16", action="store_true")
+    ap.add_argument("--seed", type=int, default=0)
+    return ap.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / "last.pt"
+
+    model = RDCModel(ModelConfig())
+    state = None
+    if ckpt_path.exists():
+        state = torch.load(ckpt_path, weights_only=False)
+        model.load_state_dict(state["model"])
+    elif args.init:  # take the base codec from an earlier stage; the rest starts fresh
+        init = torch.load(args.init, weights_only=False)["model"]
+        model.load_state_dict({k: v for k, v in init.items() if is_base_param(k)}, strict=False)
+    model = model.to(memory_format=torch.channels_last).train()
+
+    if args.stage == "base":
+        params = [p for n, p in model.named_parameters() if is_base_param(n) and not n.endswith("quantiles")]
+    else:
+        for n, p in model.named_parameters():
+            p.requires_grad_(not is_base_param(n))
+        params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=args.lr)
+    step, elapsed = 0, 0.0
+    if state is not None:
+        opt.load_state_dict(state["opt"])
+        step, elapsed = state["step"], state["elapsed"]
+
+    crops = load_or_build(Path(args.cache), args.data, args.n_crops, 256)
+    gen = torch.Generator().manual_seed(args.seed + step)
+    budget = args.budget_minutes * 60
+    log = open(out / "log.jsonl", "a")
+    stop = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+
+    def save() -> None:
+        tmp = ckpt_path.with_suffix(".tmp")
+        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
+                    "elapsed": elapsed, "stage": args.stage, "args": vars(args)}, tmp)
+        tmp.replace(ckpt_path)
+
+    t_last, t_ckpt = time.time(), time.time()
+    acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "n": 0}
+    while elapsed < budget and not stop["now"]:
+        lr = lr_at(elapsed / budget, args.lr)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        x = sample_batch(crops, args.batch, args.crop, gen)
+        idx = torch.randint(6, (args.batch,), generator=gen)
+        pixels = x.shape[-1] * x.shape[-2]
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=not args.no_bf16):
+            if args.stage == "base":
+                o = model.forward_base(x, idx)
+                x_hat, bpp = o["x_hat"].float(), (o["bits_y"] + o["bits_z"]) / pixels
+                lam = model.base_lambda(idx)
+            else:
+                o = model.forward_residual(x, idx)
+                x_hat, bpp = (o["x_hat_1"] + o["r"]).float(), o["bits_s"] / pixels
+                lam = model.residual_lambda(idx)
+        mse = (x_hat - x).pow(2).flatten(1).mean(1)
+        loss = (bpp + lam * 255 ** 2 * mse).mean()
+        opt.zero_grad(set_to_none=True)
+        if not torch.isfinite(loss):  # skip a diverging batch instead of poisoning the weights
+            continue
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        step += 1
+        now = time.time()
+        elapsed += now - t_last
+        t_last = now
+        acc["loss"] += loss.item(); acc["bpp"] += bpp.mean().item(); acc["mse"] += mse.mean().item(); acc["n"] += 1
+        if step % args.log_every == 0:
+            n = acc.pop("n")
+            rec = {"step": step, "elapsed_min": round(elapsed / 60, 2), "lr": lr,
+                   **{k: v / n for k, v in acc.items()}}
+            rec["psnr"] = -10 * math.log10(max(rec["mse"], 1e-10))
+            log.write(json.dumps(rec) + "\n"); log.flush()
+            acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "n": 0}
+        if now - t_ckpt > args.checkpoint_minutes * 60:
+            save(); t_ckpt = now
+    save()
+    log.write(json.dumps({"step": step, "elapsed_min": round(elapsed / 60, 2), "event": "stopped"}) + "\n")
+    log.close()
+
+
+if __name__ == "__main__":
+    main()

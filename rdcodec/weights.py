@@ -1,0 +1,143 @@
+"""Trained weights: safetensors files in ``weights/``, verified against ``registry.json``.
+
+A weights file holds the model's tensors (stored as float16 to stay small, loaded as
+float32), the coding table ``tables.z_pmf`` and a JSON ``config`` in its metadata. Its
+identity is its SHA-256; the first 4 bytes of it (``weights_id``) are written into every
+.rdc file, so a file made with other weights is refused by name instead of decoding
+into noise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from .errors import WeightsError
+from .model.rdc import ModelConfig, RDCModel
+
+ENV_VAR = "RDCODEC_WEIGHTS"
+
+
+def weights_dirs() -> list[Path]:
+    """Where shipped weights are looked for: the source tree, then the installed data."""
+    return [Path(__file__).resolve().parent.parent / "weights",
+            Path(sys.prefix) / "share" / "rdcodec" / "weights"]
+
+
+def _registry() -> tuple[Path, dict]:
+    for d in weights_dirs():
+        reg = d / "registry.json"
+        if reg.is_file():
+            return d, json.loads(reg.read_text())
+    raise WeightsError("no shipped weights found (weights/registry.json); pass --weights PATH")
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    name: str
+    path: Path
+    sha256: str
+
+    @property
+    def weights_id(self) -> int:
+        return int.from_bytes(bytes.fromhex(self.sha256[:8]), "little")
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def resolve(path: str | Path | None = None) -> WeightsInfo:
+    """Find the weights to use and verify them against the registry when they are shipped."""
+    path = path or os.environ.get(ENV_VAR)
+    try:
+        root, reg = _registry()
+    except WeightsError:
+        if path is None:
+            raise
+        root, reg = None, {"weights": {}}
+    if path is None:
+        name = reg["default"]
+        path = root / reg["weights"][name]["file"]
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    if path.suffix != ".safetensors":
+        raise WeightsError(f"weights must be a .safetensors file, got {path.name}")
+    digest = sha256_file(path)
+    for name, entry in reg["weights"].items():
+        if entry["file"] == path.name:
+            if entry["sha256"] != digest:
+                raise WeightsError(f"weights {path.name} do not match their recorded SHA-256 (altered file?)")
+            return WeightsInfo(name, path, digest)
+    return WeightsInfo(path.stem, path, digest)
+
+
+def known_weights() -> dict[int, str]:
+    """weights_id -> name for every registered weights file."""
+    try:
+        _, reg = _registry()
+    except WeightsError:
+        return {}
+    return {int.from_bytes(bytes.fromhex(e["sha256"][:8]), "little"): n for n, e in reg["weights"].items()}
+
+
+_CONSTANT_BUFFERS = ("pedestal", "lower_bound.bound")  # GDN constants: not stored
+
+
+def _model_from(config: ModelConfig, tensors: dict[str, torch.Tensor]) -> RDCModel:
+    model = RDCModel(config)
+    missing, unexpected = model.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=False)
+    missing = [k for k in missing if not k.endswith(_CONSTANT_BUFFERS)]
+    if missing or unexpected:
+        raise KeyError(f"missing {missing[:3]}, unexpected {unexpected[:3]}")
+    return model
+
+
+@lru_cache(maxsize=4)
+def load(path: str | Path | None = None) -> tuple[RDCModel, torch.Tensor, WeightsInfo]:
+    """(model in eval mode, z_pmf table, info) for the resolved weights."""
+    from safetensors import safe_open
+
+    info = resolve(path)
+    try:
+        with safe_open(str(info.path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:  # safetensors raises its own error types for damaged files
+        raise WeightsError(f"cannot read weights {info.path.name}: {e}") from None
+    try:
+        config = ModelConfig(**json.loads(meta["config"]))
+        z_pmf = tensors.pop("tables.z_pmf").double()
+        model = _model_from(config, tensors)
+    except (KeyError, RuntimeError, TypeError, ValueError) as e:
+        raise WeightsError(f"weights {info.path.name} do not fit this rdcodec: {e}") from None
+    return model.eval(), z_pmf, info
+
+
+def export(model: RDCModel, path: Path, metadata: dict[str, str] | None = None) -> str:
+    """Write ``model`` as float16 safetensors with its coding tables; returns the SHA-256."""
+    from safetensors.torch import save_file
+
+    from .entropy.tables import Z_RANGE
+    from .model.rdc import z_pmf_table
+
+    state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()
+             if not k.endswith(_CONSTANT_BUFFERS)}
+    # the table is computed from the float16-rounded model that decoders will load
+    rounded = _model_from(model.config, state)
+    state["tables.z_pmf"] = z_pmf_table(rounded, Z_RANGE).to(torch.float32)
+    meta = {"config": json.dumps(model.config.to_dict()), **(metadata or {})}
+    save_file(state, str(path), metadata=meta)
+    return sha256_file(path)

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+EXAMPLE = ROOT / "examples" / "kodim23.png"
+
+
+@pytest.fixture(scope="session")
+def example() -> np.ndarray:
+    """The bundled 768x512 example image."""
+    return np.asarray(Image.open(EXAMPLE).convert("RGB"))
+
+
+@pytest.fixture(scope="session")
+def crop(example) -> np.ndarray:
+    """A 192x128 crop with edges and flat areas: quick to code."""
+    return np.ascontiguousarray(example[200:328, 300:492])
+
+
+@pytest.fixture(scope="session")
+def codec():
+    from rdcodec.api import get_codec
+
+    return get_codec()
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    if not (SHARED / "data").is_dir():
+        pytest.skip("../shared is not available")
+    return SHARED
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255.0 ** 2 / max(mse, 1e-12)))

@@ -1,0 +1,152 @@
+"""The command line, through Click's runner and as real subprocesses."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from rdcodec.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture()
+def png(tmp_path, crop):
+    p = tmp_path / "in.png"
+    Image.fromarray(crop).save(p)
+    return p
+
+
+def run(*args, input=None):
+    return CliRunner().invoke(main, [str(a) for a in args], input=input, catch_exceptions=False)
+
+
+def test_encode_decode_info(tmp_path, png):
+    out = tmp_path / "x.rdc"
+    r = run("encode", png, "--alpha", "0.5", "-o", out)
+    assert r.exit_code == 0, r.output
+    assert out.read_bytes()[:4] == b"\x8bRDC"
+    r = run("info", out, "--json")
+    i = json.loads(r.stdout)
+    assert {"width", "height", "alpha", "bytes", "layers"} <= i.keys()
+    assert set(i["layers"]) == {"header", "base", "residual"} and i["bytes"] == out.stat().st_size
+    assert i["alpha"] == pytest.approx(0.5, abs=1e-4)
+    dec = tmp_path / "y.png"
+    assert run("decode", out, "--beta", "0.25", "-o", dec).exit_code == 0
+    assert Image.open(dec).size == (192, 128)
+    r = run("info", out)
+    assert "bpp" in r.output and "residual" in r.output
+
+
+def test_default_output_names(tmp_path, png):
+    assert run("encode", png).exit_code == 0
+    assert (tmp_path / "in.rdc").exists()
+    assert run("decode", tmp_path / "in.rdc", "-o", tmp_path / "in2.png").exit_code == 0
+
+
+def test_no_residual_and_beta_default(tmp_path, png):
+    full, base = tmp_path / "full.rdc", tmp_path / "base.rdc"
+    run("encode", png, "-o", full)
+    run("encode", png, "-o", base, "--no-residual")
+    assert base.stat().st_size < full.stat().st_size
+    assert json.loads(run("info", base, "--json").stdout)["layers"]["residual"] == 0
+    run("decode", full, "-o", tmp_path / "d0.png")
+    run("decode", full, "-b", "0", "-o", tmp_path / "e0.png")
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "d0.png")), np.asarray(Image.open(tmp_path / "e0.png")))
+
+
+def test_refuses_to_overwrite_without_force(tmp_path, png):
+    out = tmp_path / "x.rdc"
+    out.write_bytes(b"keep me")
+    r = run("encode", png, "-o", out)
+    assert r.exit_code == 1 and "exists" in r.output and out.read_bytes() == b"keep me"
+    assert run("encode", png, "-o", out, "--force").exit_code == 0
+    assert out.read_bytes()[:4] == b"\x8bRDC"
+    img = tmp_path / "y.png"
+    img.write_bytes(b"keep")
+    assert run("decode", out, "-o", img).exit_code == 1 and img.read_bytes() == b"keep"
+
+
+@pytest.mark.parametrize("damage", ["truncate", "magic", "flip", "empty"])
+def test_bad_files_give_one_line_error_and_no_output(tmp_path, png, damage):
+    good = tmp_path / "x.rdc"
+    run("encode", png, "-o", good)
+    data = bytearray(good.read_bytes())
+    bad = {"truncate": data[:50], "magic": b"XXXX" + data[4:], "empty": b"",
+           "flip": data[:60] + bytes([data[60] ^ 1]) + data[61:]}[damage]
+    p = tmp_path / "bad.rdc"
+    p.write_bytes(bytes(bad))
+    out = tmp_path / "out.png"
+    r = run("decode", p, "-o", out)
+    assert r.exit_code == 1
+    assert r.output.count("\n") == 1 and r.output.startswith("rdcodec: error:")
+    assert not out.exists() and not list(tmp_path.glob(".out.png*"))
+
+
+def test_not_an_image(tmp_path):
+    p = tmp_path / "notes.png"
+    p.write_text("hello")
+    r = run("encode", p, "-o", tmp_path / "n.rdc")
+    assert r.exit_code == 1 and "not an image" in r.output and not (tmp_path / "n.rdc").exists()
+
+
+def test_missing_input(tmp_path):
+    r = run("encode", tmp_path / "nope.png")
+    assert r.exit_code == 1 and "no such file" in r.output
+
+
+def test_bad_alpha_is_a_usage_error(png):
+    assert run("encode", png, "--alpha", "1.5").exit_code == 2
+
+
+def test_unknown_output_format(tmp_path, png):
+    run("encode", png, "-o", tmp_path / "x.rdc")
+    r = run("decode", tmp_path / "x.rdc", "-o", tmp_path / "x.unknown")
+    assert r.exit_code == 1 and "format" in r.output
+
+
+def test_strip(tmp_path, png):
+    full, base = tmp_path / "full.rdc", tmp_path / "base.rdc"
+    run("encode", png, "-o", full)
+    assert run("strip", full, "-o", base).exit_code == 0
+    assert json.loads(run("info", base, "--json").stdout)["layers"]["residual"] == 0
+
+
+def test_help_has_examples():
+    for cmd in ("encode", "decode", "info", "strip"):
+        r = run(cmd, "--help")
+        assert r.exit_code == 0 and "Example" in r.output
+
+
+def _subprocess(args, **kw):
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    return subprocess.run(args, capture_output=True, env=env, timeout=300, **kw)
+
+
+def test_real_subprocess_pipeline_with_stdin_stdout(tmp_path, png):
+    exe = [sys.executable, str(ROOT / "bin" / "rdcodec")]
+    enc = _subprocess(exe + ["encode", "-", "-o", "-", "--alpha", "0.2"], input=png.read_bytes())
+    assert enc.returncode == 0, enc.stderr
+    assert enc.stdout[:4] == b"\x8bRDC"
+    dec = _subprocess(exe + ["decode", "-", "-o", "-", "-b", "1"], input=enc.stdout)
+    assert dec.returncode == 0, dec.stderr
+    assert dec.stdout[:8] == b"\x89PNG\r\n\x1a\n"
+    bad = _subprocess(exe + ["decode", "-", "-o", str(tmp_path / "z.png")], input=b"garbage!" * 10)
+    assert bad.returncode == 1
+    assert b"Traceback" not in bad.stderr and bad.stderr.decode().startswith("rdcodec: error:")
+
+
+def test_installed_console_script(tmp_path, png):
+    exe = Path(sys.executable).parent / "rdcodec"
+    if not exe.exists():
+        pytest.skip("rdcodec is not installed in this environment")
+    r = _subprocess([str(exe), "encode", str(png), "-o", str(tmp_path / "c.rdc"), "-q"])
+    assert r.returncode == 0 and r.stderr == b""
+    r = _subprocess([str(exe), "info", str(tmp_path / "c.rdc"), "--json"])
+    assert json.loads(r.stdout)["width"] == 192

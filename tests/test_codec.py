@@ -1,0 +1,173 @@
+"""End-to-end behaviour of the codec with the shipped weights."""
+
+import numpy as np
+import pytest
+import torch
+
+import rdcodec
+from rdcodec.bitstream import container
+from rdcodec.errors import CorruptError, NotRdcError, VersionError, WeightsError
+
+from .conftest import psnr
+
+
+@pytest.fixture(scope="module")
+def coded(codec, crop):
+    return codec.compress(crop, 0.5, residual=True, estimate=True)
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.25, 0.5, 1.0])
+def test_decoder_output_equals_encoder_reconstruction(codec, coded, beta):
+    recon, notes = codec.decompress(coded.data)
+    assert notes == {}
+    np.testing.assert_array_equal(recon.render(beta), coded.recon.render(beta))
+
+
+def test_round_trip_through_public_api(crop):
+    data = rdcodec.encode(crop, alpha=0.3)
+    img = rdcodec.decode(data, beta=0.0)
+    assert img.mode == "RGB" and img.size == (crop.shape[1], crop.shape[0])
+    assert psnr(np.asarray(img), crop) > 22
+
+
+def test_repeated_encodes_are_identical(codec, crop, coded):
+    assert codec.compress(crop, 0.5).data == coded.data
+
+
+def test_encode_is_thread_count_independent(codec, crop, coded):
+    n = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        data = codec.compress(crop, 0.5).data
+    finally:
+        torch.set_num_threads(n)
+    assert data == coded.data
+
+
+def test_bytes_match_estimated_bits(coded):
+    """Range coding costs at most 1% (plus a few words per string) over the model's estimate."""
+    f = container.unpack(coded.data)
+    est = coded.estimated_bits
+    base_est = (est["y"] + est["z"]) / 8
+    assert len(f.base) <= base_est * 1.01 + 16
+    assert len(f.residual) <= est["s"] / 8 * 1.01 + 8
+    assert len(f.base) >= base_est * 0.97  # the estimate is a real estimate, not a loose bound
+
+
+def test_alpha_raises_the_rate_monotonically(codec, crop):
+    alphas = np.linspace(0, 1, 6)
+    sizes = [len(codec.compress(crop, a).data) for a in alphas]
+    assert all(b > a for a, b in zip(sizes, sizes[1:])), sizes
+
+
+def test_beta_moves_quality(coded, crop):
+    q = [psnr(coded.recon.render(b), crop) for b in (0.0, 0.5, 1.0)]
+    assert q[0] > q[1] > q[2], q
+
+
+def test_base_only_file_decodes(codec, crop, coded):
+    base_only = codec.compress(crop, 0.5, residual=False)
+    assert len(base_only.data) < len(coded.data)
+    recon, _ = codec.decompress(base_only.data)
+    assert recon.r is None
+    np.testing.assert_array_equal(recon.render(0.0), coded.recon.render(1.0))
+
+
+def test_file_cut_after_base_layer_decodes_as_base(codec, coded):
+    h = container.parse_header(coded.data)
+    recon, notes = codec.decompress(coded.data[: container.HEADER_SIZE + h.base_len])
+    assert "residual_dropped" in notes
+    np.testing.assert_array_equal(recon.render(0.0), coded.recon.render(1.0))
+
+
+def test_strip_equals_cut(coded):
+    h = container.parse_header(coded.data)
+    stripped = rdcodec.strip(coded.data)
+    assert stripped[container.HEADER_SIZE:] == coded.data[container.HEADER_SIZE:container.HEADER_SIZE + h.base_len]
+    assert rdcodec.info(stripped)["layers"]["residual"] == 0
+
+
+def test_corrupted_file(codec, coded):
+    data = bytearray(coded.data)
+    data[container.HEADER_SIZE + 20] ^= 0xFF
+    with pytest.raises(CorruptError):
+        codec.decompress(bytes(data))
+
+
+def test_damaged_residual_can_be_ignored(codec, coded):
+    data = bytearray(coded.data)
+    data[-3] ^= 0xFF
+    with pytest.raises(CorruptError):
+        codec.decompress(bytes(data))
+    recon, notes = codec.decompress(bytes(data), ignore_residual_errors=True)
+    assert "checksum" in notes["residual_dropped"]
+    np.testing.assert_array_equal(recon.render(0.0), coded.recon.render(1.0))
+
+
+@pytest.mark.parametrize("cut", [1, 20, container.HEADER_SIZE + 10])
+def test_truncated_file(codec, coded, cut):
+    with pytest.raises((CorruptError, NotRdcError)):
+        codec.decompress(coded.data[:cut])
+
+
+def test_wrong_magic(codec, coded):
+    with pytest.raises(NotRdcError):
+        codec.decompress(b"GIF89a" + coded.data[6:])
+
+
+def test_wrong_version(codec, coded):
+    data = bytearray(coded.data)
+    data[4] = container.FORMAT_VERSION + 1
+    with pytest.raises(VersionError):
+        codec.decompress(bytes(data))
+
+
+def test_wrong_weights(codec, coded):
+    h = container.parse_header(coded.data)
+    f = container.unpack(coded.data)
+    other = container.pack(h.weights_id ^ 1, h.width, h.height, h.alpha_q, f.base, f.residual)
+    with pytest.raises(WeightsError, match="weights"):
+        codec.decompress(other)
+
+
+def test_absurd_dimensions_refused_before_decoding(codec, coded):
+    h = container.parse_header(coded.data)
+    f = container.unpack(coded.data)
+    huge = container.pack(h.weights_id, 65535, 65535, h.alpha_q, f.base, f.residual)
+    with pytest.raises(rdcodec.LimitError):
+        codec.decompress(huge, max_pixels=10_000_000)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (17, 333), (2000, 31), (31, 2000), (64, 64)])
+def test_odd_sizes(codec, shape):
+    rng = np.random.default_rng(sum(shape))
+    img = np.clip(rng.normal(128, 40, shape + (3,)), 0, 255).astype(np.uint8)
+    c = codec.compress(img, 0.5)
+    recon, _ = codec.decompress(c.data)
+    out = recon.render(0.0)
+    assert out.shape == img.shape
+    np.testing.assert_array_equal(out, c.recon.render(0.0))
+
+
+def test_alpha_is_stored_and_reused(codec, crop):
+    d = codec.compress(crop, 0.123456).data
+    assert rdcodec.info(d)["alpha"] == pytest.approx(0.123456, abs=1e-5)
+
+
+@pytest.mark.parametrize("alpha", [-0.1, 1.5, float("nan")])
+def test_bad_alpha(codec, crop, alpha):
+    with pytest.raises(ValueError):
+        codec.compress(crop, alpha)
+
+
+def test_bad_beta(coded):
+    with pytest.raises(ValueError):
+        coded.recon.render(1.5)
+
+
+def test_info_fields(coded):
+    i = rdcodec.info(coded.data)
+    assert (i["width"], i["height"]) == (192, 128)
+    assert i["bytes"] == len(coded.data) == sum(i["layers"].values())
+    assert i["layers"]["header"] == container.HEADER_SIZE
+    assert i["layers"]["residual"] > 0 and i["residual"] == "present"

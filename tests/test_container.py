@@ -1,0 +1,110 @@
+import struct
+
+import pytest
+
+from rdcodec.bitstream import container as c
+from rdcodec.errors import CorruptError, NotRdcError, VersionError
+
+BASE, RES = b"B" * 100, b"R" * 40
+
+
+def make(residual=RES):
+    return c.pack(0x1234ABCD, 640, 480, 32768, BASE, residual)
+
+
+def test_round_trip_and_layout():
+    data = make()
+    assert len(data) == c.HEADER_SIZE + len(BASE) + len(RES)
+    assert data[:4] == c.MAGIC and c.HEADER_SIZE == 36
+    f = c.unpack(data)
+    assert f.base == BASE and f.residual == RES and f.residual_error is None
+    h = f.header
+    assert (h.weights_id, h.width, h.height, h.alpha_q, h.has_residual) == (0x1234ABCD, 640, 480, 32768, True)
+
+
+def test_base_only_file():
+    f = c.unpack(make(None))
+    assert f.residual is None and not f.header.has_residual and f.residual_error is None
+
+
+def test_cut_after_base_is_valid_base_only():
+    data = make()
+    f = c.unpack(data[: c.HEADER_SIZE + len(BASE)])
+    assert f.base == BASE and f.residual is None and "ends after the base" in f.residual_error
+
+
+@pytest.mark.parametrize("cut", [0, 3, 10, 35, 36, 80, 135])
+def test_truncation_inside_header_or_base(cut):
+    with pytest.raises((CorruptError, NotRdcError)):
+        c.unpack(make()[:cut])
+
+
+def test_truncation_inside_residual():
+    data = make()[:-5]
+    with pytest.raises(CorruptError, match="residual"):
+        c.unpack(data)
+    f = c.unpack(data, ignore_residual_errors=True)
+    assert f.residual is None and f.base == BASE and "header says" in f.residual_error
+
+
+def test_wrong_magic():
+    with pytest.raises(NotRdcError):
+        c.unpack(b"\x89PNG" + make()[4:])
+
+
+def test_wrong_version():
+    data = bytearray(make())
+    data[4] = 99
+    with pytest.raises(VersionError):
+        c.unpack(bytes(data))
+
+
+@pytest.mark.parametrize("offset", range(5, 32))
+def test_header_bit_flip_is_detected(offset):
+    data = bytearray(make())
+    data[offset] ^= 0x10
+    with pytest.raises(CorruptError):
+        c.unpack(bytes(data))
+
+
+@pytest.mark.parametrize("where", ["base", "residual"])
+def test_layer_bit_flip_is_detected(where):
+    data = bytearray(make())
+    data[c.HEADER_SIZE + (10 if where == "base" else len(BASE) + 5)] ^= 1
+    with pytest.raises(CorruptError, match=where):
+        c.unpack(bytes(data))
+
+
+def test_trailing_garbage_is_detected():
+    with pytest.raises(CorruptError):
+        c.unpack(make(None) + b"x")
+
+
+def test_strip_keeps_base_bit_for_bit():
+    stripped = c.strip_residual(make())
+    assert stripped[c.HEADER_SIZE:] == BASE
+    assert c.unpack(stripped).header.alpha_q == 32768
+
+
+def test_sizes_out_of_range():
+    for w, h in [(0, 5), (5, 0), (70000, 5)]:
+        with pytest.raises(ValueError):
+            c.pack(1, w, h, 0, BASE, None)
+
+
+@pytest.mark.parametrize("n", [0, 1, 127, 128, 300, 2**20])
+def test_base_strings_round_trip(n):
+    z, y = b"z" * n, b"y" * 7
+    assert c.split_strings(c.join_strings(z, y)) == (z, y)
+
+
+def test_base_string_length_that_lies():
+    bad = bytes([0x85, 0x01]) + b"z" * 10  # claims 133 bytes of z
+    with pytest.raises(CorruptError):
+        c.split_strings(bad)
+
+
+def test_header_crc_covers_every_field():
+    data = make()
+    head_crc = struct.unpack_from("<I", data, 32)[0]
+    assert head_crc == c._crc(data[:32])
