@@ -122,7 +122,7 @@ def summarize(per_image, alphas, out: Path, weights) -> None:
     for beta, key, bkey in ((0.0, "beta0", "bpp"), (1.0, "beta1", "bpp_base")):
         res = {"bpp": [], "psnr-rgb": [], "ms-ssim-rgb": [], "encoding_time": [], "decoding_time": []}
         matched, wins = [], []
-        for j, a in enumerate(alphas):
+        for j in range(len(alphas)):
             rows = [im["rdcodec"][j] for im in per_image]
             res["bpp"].append(_mean(r[bkey] for r in rows))
             res["psnr-rgb"].append(_mean(r[key]["psnr"] for r in rows))

@@ -8,7 +8,13 @@ __version__ = "0.1.0"
 
 from .api import compress, decode, encode, info, strip  # noqa: E402
 from .errors import (  # noqa: E402
-    BitstreamError, CorruptError, ImageError, LimitError, NotRdcError, RdcError, VersionError,
+    BitstreamError,
+    CorruptError,
+    ImageError,
+    LimitError,
+    NotRdcError,
+    RdcError,
+    VersionError,
     WeightsError,
 )
 

@@ -9,9 +9,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 

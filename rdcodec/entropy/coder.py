@@ -20,8 +20,8 @@ Example (tested in ``tests/test_entropy.py``)::
 
 from __future__ import annotations
 
-import numpy as np
 import constriction
+import numpy as np
 
 from ..errors import CorruptError
 from .tables import SCALE_TABLE, Y_RANGE

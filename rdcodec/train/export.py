@@ -16,6 +16,7 @@ import torch
 
 from ..model.rdc import ModelConfig, RDCModel
 from ..weights import export
+from .loop import load_matching
 
 WEIGHTS = Path(__file__).resolve().parents[2] / "weights"
 
@@ -29,13 +30,10 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     state = torch.load(args.checkpoint, weights_only=False)
     model = RDCModel(ModelConfig())
-    own = model.state_dict()
-    usable = {k: v for k, v in state["model"].items() if k in own and own[k].shape == v.shape}
-    skipped = sorted(set(own) - set(usable))
+    skipped = load_matching(model, state["model"])
     if skipped:
         print(f"warning: {len(skipped)} tensors not in the checkpoint keep their initial values, "
               f"e.g. {skipped[:3]}")
-    model.load_state_dict(usable, strict=False)
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{args.name}.safetensors"

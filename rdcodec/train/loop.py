@@ -34,6 +34,14 @@ def is_base_param(name: str) -> bool:
     return name.startswith(BASE_PREFIXES)
 
 
+def load_matching(model: torch.nn.Module, state: dict, keep=lambda name: True) -> list[str]:
+    """Load the tensors of ``state`` whose names and shapes fit ``model``; return the rest's names."""
+    own = model.state_dict()
+    usable = {k: v for k, v in state.items() if keep(k) and k in own and own[k].shape == v.shape}
+    model.load_state_dict(usable, strict=False)
+    return sorted(set(own) - set(usable))
+
+
 def lr_at(progress: float, peak: float, warmup: float = 0.02, floor: float = 0.05) -> float:
     """Linear warm-up, then cosine decay to ``floor * peak`` at ``progress = 1``."""
     if progress < warmup:
@@ -75,10 +83,9 @@ def main(argv=None) -> None:
     state = None
     if ckpt_path.exists():
         state = torch.load(ckpt_path, weights_only=False)
-        model.load_state_dict(state["model"])
+        load_matching(model, state["model"])
     elif args.init:  # take the base codec from an earlier stage; the rest starts fresh
-        init = torch.load(args.init, weights_only=False)["model"]
-        model.load_state_dict({k: v for k, v in init.items() if is_base_param(k)}, strict=False)
+        load_matching(model, torch.load(args.init, weights_only=False)["model"], is_base_param)
     model = model.to(memory_format=torch.channels_last).train()
 
     if args.stage == "base":
@@ -136,16 +143,21 @@ def main(argv=None) -> None:
         now = time.time()
         elapsed += now - t_last
         t_last = now
-        acc["loss"] += loss.item(); acc["bpp"] += bpp.mean().item(); acc["mse"] += mse.mean().item(); acc["n"] += 1
+        acc["loss"] += loss.item()
+        acc["bpp"] += bpp.mean().item()
+        acc["mse"] += mse.mean().item()
+        acc["n"] += 1
         if step % args.log_every == 0:
             n = acc.pop("n")
             rec = {"step": step, "elapsed_min": round(elapsed / 60, 2), "lr": lr,
                    **{k: v / n for k, v in acc.items()}}
             rec["psnr"] = -10 * math.log10(max(rec["mse"], 1e-10))
-            log.write(json.dumps(rec) + "\n"); log.flush()
+            log.write(json.dumps(rec) + "\n")
+            log.flush()
             acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "n": 0}
         if now - t_ckpt > args.checkpoint_minutes * 60:
-            save(); t_ckpt = now
+            save()
+            t_ckpt = now
     save()
     log.write(json.dumps({"step": step, "elapsed_min": round(elapsed / 60, 2), "event": "stopped"}) + "\n")
     log.close()
