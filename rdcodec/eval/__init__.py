@@ -1,0 +1,1 @@
+"""Evaluation helpers: quality metrics and Bjontegaard deltas."""
