@@ -21,3 +21,7 @@ from .errors import (  # noqa: E402
 __all__ = ["encode", "decode", "info", "strip", "compress", "RdcError", "BitstreamError",
            "CorruptError", "ImageError", "LimitError", "NotRdcError", "VersionError", "WeightsError",
            "__version__"]
+
+from . import pillow_plugin as _pillow_plugin  # noqa: E402
+
+_pillow_plugin.register()

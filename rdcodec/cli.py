@@ -39,6 +39,8 @@ def handle_errors(fn):
             warnings.simplefilter("always")
             try:
                 return fn(*args, **kwargs)
+            except click.ClickException:
+                raise
             except RdcError as e:
                 _fail(str(e))
             except ValueError as e:
@@ -57,6 +59,23 @@ def handle_errors(fn):
                             click.echo(f"rdcodec: warning: {w.message}", err=True)
 
     return wrapper
+
+
+_UNITS = {"": 1, "B": 1, "KB": 1000, "MB": 1000 ** 2, "KIB": 1024, "MIB": 1024 ** 2, "K": 1000, "M": 1000 ** 2}
+
+
+def parse_size(text: str) -> int:
+    """'20KB' -> 20000, '64KiB' -> 65536, '1500' -> 1500."""
+    t = text.strip().upper().replace(" ", "")
+    num = t.rstrip("KMIB")
+    unit = t[len(num):]
+    try:
+        value = float(num) * _UNITS[unit]
+    except (KeyError, ValueError):
+        raise click.BadParameter(f"cannot read size '{text}' (examples: 20000, 20KB, 1.5MB, 64KiB)") from None
+    if value < 1:
+        raise click.BadParameter(f"size must be at least 1 byte, got '{text}'")
+    return int(value)
 
 
 def _common(fn):
@@ -88,10 +107,14 @@ def main() -> None:
 @click.option("-o", "--output", default=None, help="Output .rdc file ('-' for stdout). Default: INPUT with .rdc.")
 @click.option("-a", "--alpha", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
               help="Rate: 0 is the smallest file, 1 the best quality; any value in between.")
+@click.option("--target-bpp", type=click.FloatRange(min=0.0, min_open=True), default=None,
+              help="Pick alpha for this many bits per pixel at most (bisection on real sizes).")
+@click.option("--target-size", default=None, metavar="SIZE",
+              help="Pick alpha for a file of at most SIZE: bytes, or with a unit (20KB, 1.5MB, 64KiB).")
 @click.option("--no-residual", is_flag=True, help="Write the base layer only (machine-oriented image).")
 @_common
 @handle_errors
-def encode(input, output, alpha, no_residual, weights, device, force, quiet):
+def encode(input, output, alpha, target_bpp, target_size, no_residual, weights, device, force, quiet):
     """Compress an image (PNG, JPEG, ... or '-' for stdin) to an .rdc file.
 
     \b
@@ -99,6 +122,7 @@ def encode(input, output, alpha, no_residual, weights, device, force, quiet):
       rdcodec encode kodim23.png                     # writes kodim23.rdc, alpha 0.5
       rdcodec encode kodim23.png -a 0.9 -o hi.rdc    # higher rate
       rdcodec encode kodim23.png --no-residual       # base layer only
+      rdcodec encode kodim23.png --target-size 20KB  # largest alpha that fits
       cat x.png | rdcodec encode - -o - > x.rdc
     """
     from .api import compress
@@ -107,9 +131,27 @@ def encode(input, output, alpha, no_residual, weights, device, force, quiet):
         output = "-" if input == "-" else str(Path(input).with_suffix(".rdc"))
     from .fileio import check_writable, read_input, write_atomic
 
+    ctx = click.get_current_context()
+    explicit_alpha = ctx.get_parameter_source("alpha") != click.core.ParameterSource.DEFAULT
+    targets = [t for t in (target_bpp, target_size) if t is not None]
+    if len(targets) > 1 or (targets and explicit_alpha):
+        raise click.UsageError("give at most one of --alpha, --target-bpp and --target-size")
     check_writable(output, force)
     source = read_input(input)
-    result = compress(source, alpha, not no_residual, weights=weights, device=device)
+    if targets:
+        from .api import get_codec
+        from .image import load_rgb8
+
+        image = load_rgb8(source)
+        max_bytes = (parse_size(target_size) if target_size is not None
+                     else int(target_bpp * image.shape[0] * image.shape[1] / 8))
+        result, alpha = get_codec(weights, device).compress_to_size(image, max_bytes, not no_residual)
+        if not quiet:
+            got = len(result.data)
+            note = "" if got <= max_bytes else " (the smallest file rdcodec can make)"
+            click.echo(f"target {max_bytes} bytes: chose alpha {alpha:.4f} -> {got} bytes{note}", err=True)
+    else:
+        result = compress(source, alpha, not no_residual, weights=weights, device=device)
     write_atomic(output, lambda f: f.write(result.data), force)
     if not quiet and output != "-":
         from .api import info

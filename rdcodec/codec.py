@@ -51,9 +51,18 @@ class Reconstruction:
 
 
 @dataclass
+class Analysis:
+    """``y = g_a(x)`` of a padded image, with the original size."""
+
+    y: torch.Tensor
+    height: int
+    width: int
+
+
+@dataclass
 class Compressed:
     data: bytes
-    recon: Reconstruction
+    recon: Reconstruction | None
     estimated_bits: dict[str, float] | None = None
 
 
@@ -77,34 +86,40 @@ class Codec:
 
     # ------------------------------------------------------------------ encode
     @torch.no_grad()
-    def compress(self, image: np.ndarray, alpha: float, residual: bool = True,
-                 estimate: bool = False) -> Compressed:
-        """Code an (H, W, 3) uint8 image at rate ``alpha`` in [0, 1]."""
+    def analyze(self, image: np.ndarray) -> Analysis:
+        """``y = g_a(x)`` of an (H, W, 3) uint8 image; independent of alpha, so reusable."""
+        h, w = image.shape[:2]
+        x = torch.from_numpy(image.copy()).to(self.m.device).permute(2, 0, 1)[None].float() / 255.0
+        x = F.pad(x, (0, -w % PAD, 0, -h % PAD), mode="replicate")
+        return Analysis(self.m.model.g_a(x), h, w)
+
+    @torch.no_grad()
+    def compress(self, image: np.ndarray | Analysis, alpha: float, residual: bool = True,
+                 estimate: bool = False, reconstruct: bool = True) -> Compressed:
+        """Code an (H, W, 3) uint8 image (or its :meth:`analyze` result) at rate ``alpha`` in [0, 1].
+
+        ``reconstruct=False`` skips the synthesis (``recon`` is None): enough to learn the size.
+        """
         if not 0.0 <= alpha <= 1.0 or math.isnan(alpha):
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-        h, w = image.shape[:2]
+        an = image if isinstance(image, Analysis) else self.analyze(image)
+        y, h, w = an.y, an.height, an.width
         alpha_q = container.quantize_alpha(alpha)
-        a = alpha_q / container.ALPHA_STEPS
         model, dev = self.m.model, self.m.device
-        gains = self.m.gains(a)
+        gains = self.m.gains(alpha_q / container.ALPHA_STEPS)
         (gy, igy), (gz, igz), (gs, igs) = gains["y"], gains["z"], gains["s"]
 
-        x = torch.from_numpy(image.copy()).to(dev).permute(2, 0, 1)[None].float() / 255.0
-        ph, pw = -h % PAD, -w % PAD
-        x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-        y = model.g_a(x)
         yg = y * gy
         z_sym = torch.round(model.h_a(yg) * gz).clamp_(-Z_RANGE, Z_RANGE).cpu().to(torch.int32)
         means, scales = self.m.y_params(z_sym, igz)
         mu = snap_means(means)
-        y_idx = scale_indices(scales)
         y_sym = torch.round(yg.cpu() - mu).clamp_(-Y_RANGE, Y_RANGE)
         y_hat = ((y_sym + mu).to(dev)) * igy
         zc = z_sym[0].reshape(z_sym.shape[1], -1).numpy()
         z_str = coder.encode_factorized(zc, self.m.z_pmf, Z_RANGE)
-        y_str = coder.encode_gaussian(y_sym.to(torch.int32).numpy(), y_idx)
+        y_str = coder.encode_gaussian(y_sym.to(torch.int32).numpy(), scale_indices(scales))
         base = container.join_strings(z_str, y_str)
-        x_hat_1, feats = self._synthesize(y_hat, h, w)
+        x_hat_1, feats = self._synthesize(y_hat, h, w) if reconstruct else (None, None)
 
         res_str, r, s_sym, s_scales = None, None, None, None
         if residual:
@@ -113,14 +128,42 @@ class Codec:
             s_mu = snap_means(s_means)
             s_sym = torch.round(sg.cpu() - s_mu).clamp_(-Y_RANGE, Y_RANGE).to(torch.int32).numpy()
             res_str = coder.encode_gaussian(s_sym, scale_indices(s_scales))
-            r = self._residual(s_sym, s_mu, igs, y_hat, feats, h, w)
+            if reconstruct:
+                r = self._residual(s_sym, s_mu, igs, y_hat, feats, h, w)
         data = container.pack(self.weights_id, w, h, alpha_q, base, res_str)
         est = None
         if estimate:
             est = {"z": _factorized_bits(model, z_sym), "y": _gaussian_bits(model, y_sym, scales)}
             if residual:
                 est["s"] = _gaussian_bits(model, torch.from_numpy(s_sym).float(), s_scales)
-        return Compressed(data, Reconstruction(x_hat_1, r), est)
+        return Compressed(data, Reconstruction(x_hat_1, r) if reconstruct else None, est)
+
+    def compress_to_size(self, image: np.ndarray, max_bytes: int, residual: bool = True,
+                         tolerance: float = 0.02) -> tuple[Compressed, float]:
+        """The largest alpha whose file fits in ``max_bytes`` (bisection on real coded sizes).
+
+        Stops when the file is within ``tolerance`` below the target. Returns the file and
+        alpha; when even alpha = 0 is too big, returns alpha = 0 (the nearest reachable rate).
+        """
+        an = self.analyze(image)
+
+        def size(a: float) -> int:
+            return len(self.compress(an, a, residual, reconstruct=False).data)
+
+        lo, hi = 0.0, 1.0
+        if size(hi) <= max_bytes:
+            lo = hi
+        elif size(lo) <= max_bytes:
+            for _ in range(20):  # alpha_q has 16 bits; 20 halvings reach it
+                mid = (lo + hi) / 2
+                n = size(mid)
+                if n <= max_bytes:
+                    lo = mid
+                    if n >= max_bytes * (1 - tolerance):
+                        break
+                else:
+                    hi = mid
+        return self.compress(an, lo, residual), lo
 
     # ------------------------------------------------------------------ decode
     @torch.no_grad()

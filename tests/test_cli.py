@@ -150,3 +150,32 @@ def test_installed_console_script(tmp_path, png):
     assert r.returncode == 0 and r.stderr == b""
     r = _subprocess([str(exe), "info", str(tmp_path / "c.rdc"), "--json"])
     assert json.loads(r.stdout)["width"] == 192
+
+
+@pytest.mark.parametrize("text,expect", [("1500", 1500), ("20KB", 20000), ("1.5MB", 1500000), ("64KiB", 65536)])
+def test_parse_size(text, expect):
+    from rdcodec.cli import parse_size
+
+    assert parse_size(text) == expect
+
+
+def test_target_size_fits_and_is_close(tmp_path, png):
+    small, big = tmp_path / "a0.rdc", tmp_path / "a1.rdc"
+    run("encode", png, "-a", "0", "-o", small)
+    run("encode", png, "-a", "1", "-o", big)
+    target = (small.stat().st_size + big.stat().st_size) // 2
+    out = tmp_path / "t.rdc"
+    r = run("encode", png, "--target-size", str(target), "-o", out)
+    assert r.exit_code == 0 and "chose alpha" in r.output
+    assert target * 0.9 <= out.stat().st_size <= target
+
+
+def test_target_below_reach_uses_alpha_zero(tmp_path, png):
+    out = tmp_path / "t.rdc"
+    r = run("encode", png, "--target-bpp", "0.0001", "-o", out)
+    assert r.exit_code == 0 and "smallest" in r.output
+    assert json.loads(run("info", out, "--json").stdout)["alpha"] == 0
+
+
+def test_target_and_alpha_conflict(png):
+    assert run("encode", png, "--alpha", "0.3", "--target-bpp", "0.5").exit_code == 2

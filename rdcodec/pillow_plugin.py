@@ -1,0 +1,86 @@
+"""Pillow file plugin: ``Image.open("x.rdc")`` and ``img.save("x.rdc", alpha=0.5)``.
+
+Registered on ``import rdcodec``, like Pillow's own format plugins (magic-byte ``_accept``,
+``.rdc`` extension, MIME type ``image/x-rdc``)::
+
+    >>> import rdcodec
+    >>> from PIL import Image
+    >>> im = Image.open("photo.rdc")   # header only: size and mode are known, nothing decoded
+    >>> im.beta = 1.0                   # optional, before load(); default 0 like the CLI
+    >>> im.load()
+    >>> im.save("copy.rdc", alpha=0.3, residual=True)
+
+Decoding honours ``im.beta`` (and ``im.weights``, a weights path, default the shipped ones).
+"""
+
+from __future__ import annotations
+
+from typing import IO
+
+import numpy as np
+from PIL import Image, ImageFile
+
+from .bitstream import container
+from .errors import RdcError
+
+FORMAT = "RDC"
+MIME = "image/x-rdc"
+
+
+def _accept(prefix: bytes) -> bool:
+    return prefix[:4] == container.MAGIC
+
+
+class RdcImageFile(ImageFile.ImageFile):
+    format = FORMAT
+    format_description = "rdcodec learned image codec"
+
+    beta: float = 0.0
+    weights: str | None = None
+
+    def _open(self) -> None:
+        head = self.fp.read(container.HEADER_SIZE)
+        try:
+            h = container.parse_header(head)
+        except RdcError as e:
+            raise SyntaxError(str(e)) from None
+        self._size = (h.width, h.height)
+        self._mode = "RGB"
+        self.info["alpha"] = h.alpha
+        self.info["residual"] = h.has_residual
+        self.tile = [ImageFile._Tile("rdc", (0, 0) + self.size, 0, ())]
+
+    def load(self):
+        if self.tile:  # pass the current options to the decoder
+            self.tile = [t._replace(args=(self.beta, self.weights)) for t in self.tile]
+        return super().load()
+
+
+class RdcDecoder(ImageFile.PyDecoder):
+    _pulls_fd = True
+
+    def decode(self, buffer: bytes | Image.SupportsArrayInterface) -> tuple[int, int]:
+        from .api import decode
+
+        beta, weights = self.args
+        assert self.fd is not None
+        img = decode(self.fd.read(), beta=beta, weights=weights)
+        self.set_as_raw(np.asarray(img).tobytes())
+        return -1, 0
+
+
+def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
+    from .api import encode
+
+    opts = im.encoderinfo
+    data = encode(im, alpha=float(opts.get("alpha", 0.5)), residual=bool(opts.get("residual", True)),
+                  weights=opts.get("weights"))
+    fp.write(data)
+
+
+def register() -> None:
+    Image.register_open(FORMAT, RdcImageFile, _accept)
+    Image.register_decoder("rdc", RdcDecoder)
+    Image.register_save(FORMAT, _save)
+    Image.register_extension(FORMAT, ".rdc")
+    Image.register_mime(FORMAT, MIME)
