@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 
 import torch
 from PIL import Image
@@ -56,20 +57,28 @@ def encode(image, alpha: float = 0.5, residual: bool = True, *, weights: str | N
     return compress(image, alpha, residual, weights=weights, device=device).data
 
 
-def decode(data: bytes, beta: float | None = None, *, weights: str | None = None,
+def _as_bytes(data: bytes | str | Path) -> bytes:
+    if isinstance(data, (str, Path)):
+        from .fileio import read_input
+
+        return read_input(str(data))
+    return bytes(data)
+
+
+def decode(data: bytes | str | Path, beta: float | None = None, *, weights: str | None = None,
            device: str = "cpu", max_pixels: int = DEFAULT_MAX_PIXELS,
            ignore_residual_errors: bool = False) -> Image.Image:
-    """Decode .rdc bytes to an RGB image: ``x_hat_1 + (1 - beta) * r`` (paper Eq. 9).
+    """Decode .rdc bytes (or a path) to an RGB image: ``x_hat_1 + (1 - beta) * r`` (paper Eq. 9).
 
     ``beta`` defaults to 0 (fidelity) and has no effect on files without a residual layer.
     """
-    recon, _ = get_codec(weights, device).decompress(bytes(data), max_pixels, ignore_residual_errors)
+    recon, _ = get_codec(weights, device).decompress(_as_bytes(data), max_pixels, ignore_residual_errors)
     return Image.fromarray(recon.render(0.0 if beta is None else float(beta)), "RGB")
 
 
-def info(data: bytes) -> dict:
-    """Header fields and layer sizes of .rdc ``data`` (layers are verified, nothing is decoded)."""
-    data = bytes(data)
+def info(data: bytes | str | Path) -> dict:
+    """Header fields and layer sizes of .rdc ``data`` or a path (layers are verified, nothing is decoded)."""
+    data = _as_bytes(data)
     f = container.unpack(data, ignore_residual_errors=True)
     h = f.header
     pixels = h.width * h.height
@@ -89,6 +98,6 @@ def info(data: bytes) -> dict:
     return out
 
 
-def strip(data: bytes) -> bytes:
+def strip(data: bytes | str | Path) -> bytes:
     """Drop the residual layer; the base layer is copied bit for bit."""
-    return container.strip_residual(bytes(data))
+    return container.strip_residual(_as_bytes(data))

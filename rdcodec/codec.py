@@ -75,6 +75,16 @@ class Codec:
         self.weights_name = weights_name
 
     # ------------------------------------------------------------------ helpers
+    # The two *_model methods are the only source of probability models, shared by the
+    # encoder and the decoder: (snapped means, scale-table indices, raw scales).
+    def _y_model(self, z_sym: torch.Tensor, igz: torch.Tensor):
+        means, scales = self.m.y_params(z_sym, igz)
+        return snap_means(means), scale_indices(scales), scales
+
+    def _s_model(self, y_hat: torch.Tensor):
+        means, scales = self.m.s_params(y_hat)
+        return snap_means(means), scale_indices(scales), scales
+
     def _synthesize(self, y_hat: torch.Tensor, h: int, w: int):
         x_hat, feats = self.m.model.g_s(y_hat)
         return x_hat[..., :h, :w], feats
@@ -111,23 +121,21 @@ class Codec:
 
         yg = y * gy
         z_sym = torch.round(model.h_a(yg) * gz).clamp_(-Z_RANGE, Z_RANGE).cpu().to(torch.int32)
-        means, scales = self.m.y_params(z_sym, igz)
-        mu = snap_means(means)
+        mu, y_idx, scales = self._y_model(z_sym, igz)
         y_sym = torch.round(yg.cpu() - mu).clamp_(-Y_RANGE, Y_RANGE)
         y_hat = ((y_sym + mu).to(dev)) * igy
         zc = z_sym[0].reshape(z_sym.shape[1], -1).numpy()
         z_str = coder.encode_factorized(zc, self.m.z_pmf, Z_RANGE)
-        y_str = coder.encode_gaussian(y_sym.to(torch.int32).numpy(), scale_indices(scales))
+        y_str = coder.encode_gaussian(y_sym.to(torch.int32).numpy(), y_idx)
         base = container.join_strings(z_str, y_str)
         x_hat_1, feats = self._synthesize(y_hat, h, w) if reconstruct else (None, None)
 
         res_str, r, s_sym, s_scales = None, None, None, None
         if residual:
             sg = model.scalable.enc(y - y_hat) * gs
-            s_means, s_scales = self.m.s_params(y_hat)
-            s_mu = snap_means(s_means)
+            s_mu, s_idx, s_scales = self._s_model(y_hat)
             s_sym = torch.round(sg.cpu() - s_mu).clamp_(-Y_RANGE, Y_RANGE).to(torch.int32).numpy()
-            res_str = coder.encode_gaussian(s_sym, scale_indices(s_scales))
+            res_str = coder.encode_gaussian(s_sym, s_idx)
             if reconstruct:
                 r = self._residual(s_sym, s_mu, igs, y_hat, feats, h, w)
         data = container.pack(self.weights_id, w, h, alpha_q, base, res_str)
@@ -187,16 +195,14 @@ class Codec:
         z_str, y_str = container.split_strings(f.base)
         zc = coder.decode_factorized(z_str, self.m.z_pmf, Z_RANGE, (hp // 64) * (wp // 64))
         z_sym = torch.from_numpy(zc).reshape(1, N, hp // 64, wp // 64)
-        means, scales = self.m.y_params(z_sym, igz)
-        mu = snap_means(means)
-        y_sym = coder.decode_gaussian(y_str, scale_indices(scales))
+        mu, y_idx, _ = self._y_model(z_sym, igz)
+        y_sym = coder.decode_gaussian(y_str, y_idx)
         y_hat = ((torch.from_numpy(y_sym).float() + mu).to(dev)) * igy
         x_hat_1, feats = self._synthesize(y_hat, h, w)
         r = None
         if f.residual is not None:
-            s_means, s_scales = self.m.s_params(y_hat)
-            s_mu = snap_means(s_means)
-            s_sym = coder.decode_gaussian(f.residual, scale_indices(s_scales))
+            s_mu, s_idx, _ = self._s_model(y_hat)
+            s_sym = coder.decode_gaussian(f.residual, s_idx)
             r = self._residual(s_sym, s_mu, igs, y_hat, feats, h, w)
         return Reconstruction(x_hat_1, r), notes
 
