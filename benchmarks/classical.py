@@ -20,7 +20,8 @@ codec cannot go that low, its sweep starts at its lowest setting (bpp on kodim01
   0.1 + 0.09 * (100 - quality) from quality 30 up, rising to distance 25 at quality 0); ``effort=7``, lossy (XYB)
   [quality 0: 0.13 bpp].
 - hevc: libheif's x265 encoder (preset ``slow``, libheif's default), ``quality`` (libheif sets x265's
-  CRF = (100 - quality) / 2), ``chroma=444`` and ``enc_params=HEVC_PSNR_PARAMS``. PSNR tuning needs more than libheif's
+  CRF = (100 - quality) / 2; an odd quality gives the same bytes as the next even one, so the sweep uses even
+  qualities), ``chroma=444`` and ``enc_params=HEVC_PSNR_PARAMS``. PSNR tuning needs more than libheif's
   own ``tune="psnr"`` parameter (the raw ``x265:tune`` is rejected by x265's parameter parser): libheif applies the
   tune preset and then forces ``psy-rd=1.0``, ``psy-rdoq=1.0`` and ``aq-mode=1`` on top, so ``tune="psnr"`` alone only
   zeroes the AQ strength and, on kodim01-02, moves along the same curve (+0.005 dB at matched bpp over libheif's default
@@ -244,7 +245,7 @@ CODECS: dict[str, Codec] = {
               [0, 10, 20, 30, 45, 55, 65, 72, 78, 85, 90, 93], encode_jpegxl, decode_jpegxl, jpegxl_missing,
               lambda: package_version("pillow-jxl-plugin")),
         Codec("hevc", "HEVC intra (x265 via pillow-heif/libheif), 4:4:4, tuned for PSNR (psy-rd 0), quality sweep",
-              [0, 5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 56], encode_hevc, decode_hevc, hevc_missing,
+              [0, 6, 10, 16, 20, 26, 30, 36, 40, 46, 50, 56], encode_hevc, decode_hevc, hevc_missing,
               heif_library),
     )
 }

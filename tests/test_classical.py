@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import sys
 from pathlib import Path
@@ -19,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def load_classical():
     spec = importlib.util.spec_from_file_location("classical", ROOT / "benchmarks" / "classical.py")
     module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("classical", module)
+    sys.modules["classical"] = module  # dataclasses look the module up while the class is being built
     spec.loader.exec_module(module)
     return module
 
@@ -103,3 +104,17 @@ def test_cli_writes_one_json_per_codec(tmp_path, small):
     classical.main([str(folder), "--out", str(tmp_path / "out"), "--codecs", "jpeg", "--no-ms-ssim"])
     result = json.loads((tmp_path / "out" / "jpeg.json").read_text())
     assert result["name"] == "jpeg" and len(result["results"]["bpp"]) == len(classical.CODECS["jpeg"].settings)
+
+
+def test_avif_is_444(small):
+    data = needs("avif").encode(small, 50)
+    config = data[data.index(b"av1C") + 4:][:3]  # av1C: marker/version, profile/level, flags
+    assert config[1] >> 5 == 1, "AV1 high profile (4:4:4)"
+    assert (config[2] >> 2) & 0b11 == 0, "no horizontal or vertical chroma subsampling"
+
+
+def test_hevc_is_444(small):
+    data = needs("hevc").encode(small, 50)
+    import pillow_heif
+
+    assert pillow_heif.open_heif(io.BytesIO(data)).info["chroma"] == 444
