@@ -1,9 +1,14 @@
 """Rate-distortion benchmark on a folder of images, with real file bytes.
 
-For every image: rdcodec over an alpha grid (encode -> bytes -> decode, beta = 0 and 1),
-and JPEG (libjpeg through Pillow, 4:2:0, the default a user gets) over a quality sweep.
-Writes CompressAI-style JSON per codec plus a summary with JPEG's PSNR at matched bpp
-(per image, interpolated in bpp on the image's own JPEG curve).
+In one run:
+
+* rdcodec over an alpha grid (encode -> bytes -> decode), rendered at beta = 0 (fidelity,
+  rate = the whole file) and beta = 1 (base layer; rate = header + base layer, what a
+  stripped file costs);
+* the classical codecs of ``classical.py`` over their quality sweeps;
+* per image, JPEG's PSNR at rdcodec's bpp, interpolated on that image's own JPEG curve;
+* a Bjontegaard table (PCHIP; ``rdcodec.eval.bjontegaard``) of rdcodec against every codec,
+  the smoothness of the alpha interpolation, CompressAI-style JSON per codec, and a plot.
 
     python benchmarks/rd.py ../shared/data/kodak --out benchmarks/results/kodak
 """
@@ -11,54 +16,122 @@ Writes CompressAI-style JSON per codec plus a summary with JPEG's PSNR at matche
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+import classical  # noqa: E402
 
 import rdcodec  # noqa: E402
 from rdcodec.api import get_codec  # noqa: E402
+from rdcodec.eval.bjontegaard import bd_quality, bd_rate  # noqa: E402
+
+TRAINED_LEVELS = 6
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float(10 * np.log10(255.0 ** 2 / max(mse, 1e-12)))
-
-
-def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
-    import torch
-    from pytorch_msssim import ms_ssim as _ms
-
-    ta = torch.from_numpy(a).permute(2, 0, 1)[None].double()
-    tb = torch.from_numpy(b).permute(2, 0, 1)[None].double()
-    return float(_ms(ta, tb, data_range=255.0))
-
-
-def jpeg_curve(img: np.ndarray, qualities) -> list[dict]:
+def rdcodec_rows(codec, img: np.ndarray, alphas, jpeg_curve: list[dict]) -> list[dict]:
+    px = img.shape[0] * img.shape[1]
     rows = []
-    for q in qualities:
-        buf = io.BytesIO()
-        Image.fromarray(img).save(buf, format="JPEG", quality=int(q))
-        dec = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
-        rows.append({"q": int(q), "bpp": 8 * buf.tell() / (img.shape[0] * img.shape[1]),
-                     "psnr": psnr(dec, img), "ms_ssim": ms_ssim(dec, img)})
+    for a in alphas:
+        t = time.perf_counter()
+        data = codec.compress(img, float(a), reconstruct=False).data
+        te = time.perf_counter() - t
+        t = time.perf_counter()
+        recon, _ = codec.decompress(data)
+        td = time.perf_counter() - t
+        layers = rdcodec.info(data)["layers"]
+        row = {"alpha": float(a), "bytes": len(data), "encode_s": te, "decode_s": td,
+               "bpp_beta0": 8 * len(data) / px, "bpp_beta1": 8 * (layers["header"] + layers["base"]) / px}
+        for beta in (0, 1):
+            out = recon.render(float(beta))
+            bpp = row[f"bpp_beta{beta}"]
+            row[f"beta{beta}"] = {"psnr": classical.psnr(out, img), "ms_ssim": classical.ms_ssim(out, img),
+                                  "jpeg_psnr_at_bpp": interp_log(bpp, jpeg_curve)}
+        rows.append(row)
     return rows
 
 
-def interp_at(bpp: float, curve: list[dict], key: str) -> float | None:
+def interp_log(bpp: float, curve: list[dict]) -> float | None:
+    """PSNR of ``curve`` (rows with bpp, psnr-rgb) at ``bpp``, linear in log-rate; None outside it."""
     xs = np.array([r["bpp"] for r in curve])
-    ys = np.array([r[key] for r in curve])
+    ys = np.array([r["psnr-rgb"] for r in curve])
     order = np.argsort(xs)
     xs, ys = xs[order], ys[order]
-    if bpp < xs[0] or bpp > xs[-1]:
+    if not xs[0] <= bpp <= xs[-1]:
         return None
     return float(np.interp(np.log(bpp), np.log(xs), ys))
+
+
+def mean(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
+
+
+def rdcodec_results(per_image: list[list[dict]], beta: int) -> dict:
+    n = len(per_image[0])
+    col = lambda f: [mean(f(rows[j]) for rows in per_image) for j in range(n)]  # noqa: E731
+    return {"bpp": col(lambda r: r[f"bpp_beta{beta}"]), "psnr-rgb": col(lambda r: r[f"beta{beta}"]["psnr"]),
+            "ms-ssim-rgb": col(lambda r: r[f"beta{beta}"]["ms_ssim"]),
+            "encoding_time": col(lambda r: r["encode_s"]), "decoding_time": col(lambda r: r["decode_s"])}
+
+
+def smoothness(alphas, res: dict) -> list[dict]:
+    """Interpolated alpha points against the line joining their trained neighbours (log-rate, PSNR)."""
+    out = []
+    t = np.asarray(alphas) * (TRAINED_LEVELS - 1)
+    trained = [j for j in range(len(t)) if abs(t[j] - round(t[j])) < 1e-9]
+    for j, a in enumerate(alphas):
+        if j in trained:
+            continue
+        lo = max(t for t in trained if t < j)
+        hi = min(t for t in trained if t > j)
+        x = np.log([res["bpp"][lo], res["bpp"][j], res["bpp"][hi]])
+        y = [res["psnr-rgb"][lo], res["psnr-rgb"][j], res["psnr-rgb"][hi]]
+        line = y[0] + (y[2] - y[0]) * (x[1] - x[0]) / (x[2] - x[0])
+        out.append({"alpha": float(a), "psnr": y[1], "line": float(line), "below_line_db": float(line - y[1])})
+    return out
+
+
+def bd_table(ours: dict[str, dict], others: dict[str, dict]) -> dict:
+    table = {}
+    for oname, o in ours.items():
+        for cname, c in others.items():
+            r, q = c["results"], o["results"]
+            try:
+                table[f"{oname} vs {cname}"] = {
+                    "bd_rate_percent": bd_rate(r["bpp"], r["psnr-rgb"], q["bpp"], q["psnr-rgb"]),
+                    "bd_psnr_db": bd_quality(r["bpp"], r["psnr-rgb"], q["bpp"], q["psnr-rgb"])}
+            except ValueError as e:
+                table[f"{oname} vs {cname}"] = {"error": str(e)}
+    return table
+
+
+def plot(curves: dict[str, dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 5.5), dpi=120)
+    for name, c in curves.items():
+        r = c["results"]
+        style = "-o" if name.startswith("rdcodec") else "--."
+        ax.plot(r["bpp"], r["psnr-rgb"], style, label=name, markersize=4, linewidth=1.6 if "rdcodec" in name else 1)
+    ax.set_xlabel("bits per pixel")
+    ax.set_ylabel("PSNR (RGB, dB)")
+    ax.set_xlim(0, 2.0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("Kodak, real file sizes")
+    fig.tight_layout()
+    fig.savefig(path)
 
 
 def main(argv=None) -> None:
@@ -66,94 +139,65 @@ def main(argv=None) -> None:
     ap.add_argument("folder")
     ap.add_argument("--out", default="benchmarks/results/kodak")
     ap.add_argument("--alphas", type=int, default=11, help="points on the alpha grid [0, 1]")
+    ap.add_argument("--codecs", default="all", help="classical codecs to run ('all', 'none' or a comma list)")
     ap.add_argument("--weights", default=None)
     ap.add_argument("--limit", type=int, default=0, help="use only the first N images")
     args = ap.parse_args(argv)
-    files = sorted(p for p in Path(args.folder).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
-    if args.limit:
-        files = files[: args.limit]
-    alphas = np.linspace(0, 1, args.alphas)
-    codec = get_codec(args.weights)
-    qualities = list(range(2, 20, 2)) + list(range(20, 96, 5))
-    per_image = []
-    t0 = time.time()
-    for i, f in enumerate(files):
-        img = np.asarray(Image.open(f).convert("RGB"))
-        px = img.shape[0] * img.shape[1]
-        jc = jpeg_curve(img, qualities)
-        rows = []
-        for a in alphas:
-            t = time.time()
-            data = rdcodec.encode(img, alpha=float(a), weights=args.weights)
-            te = time.time() - t
-            t = time.time()
-            recon, _ = codec.decompress(data)
-            td = time.time() - t
-            sizes = rdcodec.info(data)["layers"]
-            row = {"alpha": float(a), "bytes": len(data), "bpp": 8 * len(data) / px,
-                   "bpp_base": 8 * (sizes["header"] + sizes["base"]) / px,
-                   "encode_s": te, "decode_s": td}
-            for beta in (0.0, 1.0):
-                out = recon.render(beta)
-                bpp = row["bpp"] if beta == 0.0 else row["bpp_base"]
-                row[f"beta{beta:g}"] = {"psnr": psnr(out, img), "ms_ssim": ms_ssim(out, img),
-                                       "jpeg_psnr_at_bpp": interp_at(bpp, jc, "psnr")}
-            rows.append(row)
-        per_image.append({"file": f.name, "rdcodec": rows, "jpeg": jc})
-        print(f"[{i + 1}/{len(files)}] {f.name} {time.time() - t0:.0f}s "
-              f"a=0: {rows[0]['bpp']:.3f} bpp {rows[0]['beta0']['psnr']:.2f} dB | "
-              f"a=1: {rows[-1]['bpp']:.3f} bpp {rows[-1]['beta0']['psnr']:.2f} dB", flush=True)
+    images = classical.load_images(Path(args.folder), args.limit)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "per_image.json").write_text(json.dumps(per_image, indent=1))
-    summarize(per_image, alphas, out, args.weights)
-
-
-def _mean(xs):
-    xs = [x for x in xs if x is not None]
-    return float(np.mean(xs)) if xs else None
-
-
-def summarize(per_image, alphas, out: Path, weights) -> None:
-    from rdcodec.weights import resolve
-
-    name = resolve(weights).name
-    summary = {"weights": name, "images": len(per_image), "alpha": [], "beta0": {}, "beta1": {}}
-    for beta, key, bkey in ((0.0, "beta0", "bpp"), (1.0, "beta1", "bpp_base")):
-        res = {"bpp": [], "psnr-rgb": [], "ms-ssim-rgb": [], "encoding_time": [], "decoding_time": []}
-        matched, wins = [], []
-        for j in range(len(alphas)):
-            rows = [im["rdcodec"][j] for im in per_image]
-            res["bpp"].append(_mean(r[bkey] for r in rows))
-            res["psnr-rgb"].append(_mean(r[key]["psnr"] for r in rows))
-            res["ms-ssim-rgb"].append(_mean(r[key]["ms_ssim"] for r in rows))
-            res["encoding_time"].append(_mean(r["encode_s"] for r in rows))
-            res["decoding_time"].append(_mean(r["decode_s"] for r in rows))
-            jm = [r[key]["jpeg_psnr_at_bpp"] for r in rows]
-            matched.append(_mean(jm))
-            wins.append(sum(1 for r, m in zip(rows, jm) if m is not None and r[key]["psnr"] > m))
-        (out / f"rdcodec-beta{beta:g}.json").write_text(json.dumps({
-            "name": f"rdcodec (beta={beta:g})",
-            "description": f"rdcodec weights {name}, alpha grid {list(map(float, alphas))}, real file bytes"
-                           + ("" if beta == 0 else "; bpp counts header + base layer only"),
-            "results": res}, indent=1))
-        summary[key] = {"bpp": res["bpp"], "psnr": res["psnr-rgb"], "jpeg_psnr_at_matched_bpp": matched,
-                        "images_beating_jpeg": wins}
-    summary["alpha"] = [float(a) for a in alphas]
-    summary["beta0_beats_beta1_every_image"] = all(
-        r["beta0"]["psnr"] > r["beta1"]["psnr"] for im in per_image for r in im["rdcodec"])
-    summary["bpp_strictly_increasing_every_image"] = all(
-        all(b["bpp"] > a["bpp"] for a, b in zip(im["rdcodec"], im["rdcodec"][1:])) for im in per_image)
-    jres = {"bpp": [], "psnr-rgb": [], "ms-ssim-rgb": []}
-    for k in range(len(per_image[0]["jpeg"])):
-        jres["bpp"].append(_mean(im["jpeg"][k]["bpp"] for im in per_image))
-        jres["psnr-rgb"].append(_mean(im["jpeg"][k]["psnr"] for im in per_image))
-        jres["ms-ssim-rgb"].append(_mean(im["jpeg"][k]["ms_ssim"] for im in per_image))
-    (out / "jpeg.json").write_text(json.dumps({
-        "name": "JPEG (libjpeg via Pillow, 4:2:0)", "description": "quality sweep "
-        + str([r["q"] for r in per_image[0]["jpeg"]]), "results": jres}, indent=1))
+    alphas = np.linspace(0, 1, args.alphas)
+    codec = get_codec(args.weights)
+    jpeg = classical.CODECS["jpeg"]
+    per_image, t0 = [], time.time()
+    for i, img in enumerate(images):
+        jc = [classical.measure(jpeg, img, q, classical.psnr, None) for q in jpeg.settings]
+        rows = rdcodec_rows(codec, img, alphas, jc)
+        per_image.append(rows)
+        print(f"[{i + 1}/{len(images)}] {time.time() - t0:.0f}s  alpha 0: {rows[0]['bpp_beta0']:.3f} bpp "
+              f"{rows[0]['beta0']['psnr']:.2f} dB  alpha 1: {rows[-1]['bpp_beta0']:.3f} bpp "
+              f"{rows[-1]['beta0']['psnr']:.2f} dB", flush=True)
+    (out / "rdcodec_per_image.json").write_text(json.dumps(per_image, indent=1))
+    name = codec.weights_name
+    ours = {}
+    for beta in (0, 1):
+        key = f"rdcodec beta={beta}"
+        ours[key] = {"name": key, "description": f"rdcodec {rdcodec.__version__}, weights {name}, alpha grid "
+                     f"{[round(float(a), 3) for a in alphas]}, real file bytes"
+                     + ("" if beta == 0 else "; rate = header + base layer (residual stripped)"),
+                     "results": rdcodec_results(per_image, beta)}
+        (out / f"rdcodec-beta{beta}.json").write_text(json.dumps(ours[key], indent=1))
+    others = {}
+    names = [] if args.codecs == "none" else classical.parse_codecs(args.codecs)
+    for cname in names:
+        reason = classical.available()[cname]
+        if reason:
+            print(f"skipping {cname}: {reason}")
+            continue
+        t = time.time()
+        others[cname] = classical.sweep(cname, images)
+        (out / f"{cname}.json").write_text(json.dumps(others[cname], indent=1))
+        print(f"{cname}: {time.time() - t:.0f}s", flush=True)
+    summary = {
+        "weights": name, "images": len(images), "alpha": [float(a) for a in alphas],
+        "bpp_strictly_increasing_every_image": all(
+            all(b["bpp_beta0"] > a["bpp_beta0"] for a, b in zip(rows, rows[1:])) for rows in per_image),
+        "beta0_above_beta1_every_image_and_alpha": all(
+            r["beta0"]["psnr"] > r["beta1"]["psnr"] for rows in per_image for r in rows),
+        "jpeg_psnr_at_matched_bpp_beta0": [mean(rows[j]["beta0"]["jpeg_psnr_at_bpp"] for rows in per_image)
+                                           for j in range(len(alphas))],
+        "images_beating_jpeg_beta0": [sum(1 for rows in per_image if rows[j]["beta0"]["jpeg_psnr_at_bpp"] is not None
+                                          and rows[j]["beta0"]["psnr"] > rows[j]["beta0"]["jpeg_psnr_at_bpp"])
+                                      for j in range(len(alphas))],
+        "images_in_jpeg_range_beta0": [sum(1 for rows in per_image if rows[j]["beta0"]["jpeg_psnr_at_bpp"] is not None)
+                                       for j in range(len(alphas))],
+        "smoothness_beta0": smoothness(alphas, ours["rdcodec beta=0"]["results"]),
+        "bd": bd_table(ours, others),
+        "curves": {k: v["results"] for k, v in {**ours, **others}.items()},
+    }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    print(json.dumps(summary, indent=1))
+    plot({**ours, **others}, out / "rd.png")
+    print(json.dumps({k: v for k, v in summary.items() if k != "curves"}, indent=1))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import math
 import sys
 from pathlib import Path
@@ -17,6 +18,19 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rdcodec.model.rdc import ModelConfig, RDCModel  # noqa: E402
 from rdcodec.train.loop import load_matching  # noqa: E402
+
+
+def jpeg_psnr_at(img: np.ndarray, bpp: float) -> float:
+    """libjpeg (Pillow, 4:2:0) PSNR at ``bpp`` on this image, linear in log-rate between qualities."""
+    pts = []
+    for q in range(1, 96, 3):
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, format="JPEG", quality=q)
+        dec = np.asarray(Image.open(buf).convert("RGB"), dtype=np.float64)
+        mse = np.mean((dec - img) ** 2)
+        pts.append((8 * buf.tell() / (img.shape[0] * img.shape[1]), 10 * math.log10(255 ** 2 / mse)))
+    xs, ys = zip(*sorted(pts))
+    return float(np.interp(math.log(bpp), np.log(xs), ys, left=float("nan"), right=float("nan")))
 
 
 def main() -> None:
@@ -34,9 +48,10 @@ def main() -> None:
     files = sorted(Path(args.kodak).glob("*.png"))[: args.images]
     print(f"step {state.get('step')}")
     for n in range(6):
-        bpp, psnr, bpp_s, psnr2 = [], [], [], []
+        bpp, psnr, bpp_s, psnr2, jpeg = [], [], [], [], []
         for f in files:
-            x = torch.from_numpy(np.asarray(Image.open(f).convert("RGB")).copy()).permute(2, 0, 1)[None].float() / 255
+            img = np.asarray(Image.open(f).convert("RGB"))
+            x = torch.from_numpy(img.copy()).permute(2, 0, 1)[None].float() / 255
             idx = torch.tensor([n])
             with torch.no_grad():
                 if args.residual:
@@ -50,8 +65,9 @@ def main() -> None:
                     o = model.forward_base(x, idx)
                     b, xh = o["bits_y"] + o["bits_z"], o["x_hat"]
             bpp.append(float(b) / (x.shape[2] * x.shape[3]))
+            jpeg.append(jpeg_psnr_at(img, bpp[-1]))
             psnr.append(-10 * math.log10(float((xh.clamp(0, 1) - x).pow(2).mean())))
-        line = f"level {n}: base {np.mean(bpp):.3f} bpp {np.mean(psnr):.2f} dB"
+        line = f"level {n}: base {np.mean(bpp):.3f} bpp {np.mean(psnr):.2f} dB (JPEG at same bpp {np.mean(jpeg):.2f})"
         if args.residual:
             total = np.mean(bpp) + np.mean(bpp_s)
             line += f" | +res {np.mean(bpp_s):.3f} bpp -> {total:.3f} bpp {np.mean(psnr2):.2f} dB"

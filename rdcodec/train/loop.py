@@ -64,7 +64,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--budget-minutes", type=float, default=60.0)
     ap.add_argument("--checkpoint-minutes", type=float, default=10.0)
     ap.add_argument("--log-every", type=int, default=50)
-    ap.add_argument("--init", help="checkpoint to start from (weights only)")
+    ap.add_argument("--init", help="checkpoint (.pt) or shipped weights (.safetensors) to start from; "
+                    "stage residual takes only the base codec from it")
     ap.add_argument("--out", required=True)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-bf16", action="store_true")
@@ -84,8 +85,15 @@ def main(argv=None) -> None:
     if ckpt_path.exists():
         state = torch.load(ckpt_path, weights_only=False)
         load_matching(model, state["model"])
-    elif args.init:  # take the base codec from an earlier stage; the rest starts fresh
-        load_matching(model, torch.load(args.init, weights_only=False)["model"], is_base_param)
+    elif args.init:  # take the base codec from an earlier checkpoint or shipped weights
+        if args.init.endswith(".safetensors"):
+            from ..weights import load
+
+            init_state = load(args.init)[0].state_dict()
+        else:
+            init_state = torch.load(args.init, weights_only=False)["model"]
+        keep = is_base_param if args.stage == "residual" else (lambda name: True)
+        load_matching(model, init_state, keep)
     model = model.to(memory_format=torch.channels_last).train()
 
     if args.stage == "base":

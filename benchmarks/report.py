@@ -1,0 +1,43 @@
+"""Markdown tables from a ``rd.py`` summary: ``python benchmarks/report.py benchmarks/results/kodak``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def fmt(v, spec=".2f") -> str:
+    return "n/a" if v is None else format(v, spec)
+
+
+def report(folder: Path) -> str:
+    s = json.loads((folder / "summary.json").read_text())
+    c0, c1 = s["curves"]["rdcodec beta=0"], s["curves"]["rdcodec beta=1"]
+    lines = [f"Weights `{s['weights']}`, {s['images']} images, real file sizes.", "",
+             "| alpha | bpp (beta=0) | PSNR beta=0 | JPEG PSNR at same bpp | images beating JPEG | "
+             "bpp (base only) | PSNR beta=1 |", "|---:|---:|---:|---:|---:|---:|---:|"]
+    for j, a in enumerate(s["alpha"]):
+        lines.append(f"| {a:.1f} | {c0['bpp'][j]:.3f} | {c0['psnr-rgb'][j]:.2f} | "
+                     f"{fmt(s['jpeg_psnr_at_matched_bpp_beta0'][j])} | "
+                     f"{s['images_beating_jpeg_beta0'][j]}/{s['images_in_jpeg_range_beta0'][j]} | "
+                     f"{c1['bpp'][j]:.3f} | {c1['psnr-rgb'][j]:.2f} |")
+    lines += ["", f"bpp strictly increasing with alpha on every image: {s['bpp_strictly_increasing_every_image']}; "
+              f"beta=0 above beta=1 on every image and alpha: {s['beta0_above_beta1_every_image_and_alpha']}.", "",
+              "| comparison | BD-rate (PSNR) | BD-PSNR |", "|---|---:|---:|"]
+    for k, v in s["bd"].items():
+        if "error" in v:
+            lines.append(f"| {k} | {v['error']} | |")
+        else:
+            lines.append(f"| {k} | {v['bd_rate_percent']:+.1f}% | {v['bd_psnr_db']:+.2f} dB |")
+    worst = max((p["below_line_db"] for p in s["smoothness_beta0"]), default=None)
+    lines += ["", f"Interpolated alpha points: at most {fmt(worst)} dB below the line joining their trained "
+              "neighbours (positive = below)."]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    folder = Path(sys.argv[1] if len(sys.argv) > 1 else "benchmarks/results/kodak")
+    text = report(folder)
+    (folder / "README.md").write_text(text)
+    print(text)
