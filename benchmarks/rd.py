@@ -28,10 +28,11 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 import classical  # noqa: E402
+import report  # noqa: E402
 
 import rdcodec  # noqa: E402
 from rdcodec.api import get_codec  # noqa: E402
-from rdcodec.eval.bjontegaard import bd_quality, bd_rate  # noqa: E402
+from rdcodec.eval.bjontegaard import bd_table  # noqa: E402
 
 TRAINED_LEVELS = 6
 
@@ -99,41 +100,6 @@ def smoothness(alphas, res: dict) -> list[dict]:
     return out
 
 
-def bd_table(ours: dict[str, dict], others: dict[str, dict]) -> dict:
-    table = {}
-    for oname, o in ours.items():
-        for cname, c in others.items():
-            r, q = c["results"], o["results"]
-            try:
-                table[f"{oname} vs {cname}"] = {
-                    "bd_rate_percent": bd_rate(r["bpp"], r["psnr-rgb"], q["bpp"], q["psnr-rgb"]),
-                    "bd_psnr_db": bd_quality(r["bpp"], r["psnr-rgb"], q["bpp"], q["psnr-rgb"])}
-            except ValueError as e:
-                table[f"{oname} vs {cname}"] = {"error": str(e)}
-    return table
-
-
-def plot(curves: dict[str, dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7.5, 5.5), dpi=120)
-    for name, c in curves.items():
-        r = c["results"]
-        style = "-o" if name.startswith("rdcodec") else "--."
-        ax.plot(r["bpp"], r["psnr-rgb"], style, label=name, markersize=4, linewidth=1.6 if "rdcodec" in name else 1)
-    ax.set_xlabel("bits per pixel")
-    ax.set_ylabel("PSNR (RGB, dB)")
-    ax.set_xlim(0, 2.0)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title("Kodak, real file sizes")
-    fig.tight_layout()
-    fig.savefig(path)
-
-
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("folder")
@@ -192,11 +158,11 @@ def main(argv=None) -> None:
         "images_in_jpeg_range_beta0": [sum(1 for rows in per_image if rows[j]["beta0"]["jpeg_psnr_at_bpp"] is not None)
                                        for j in range(len(alphas))],
         "smoothness_beta0": smoothness(alphas, ours["rdcodec beta=0"]["results"]),
-        "bd": bd_table(ours, others),
+        "bd": bd_table({k: v["results"] for k, v in ours.items()}, {k: v["results"] for k, v in others.items()}),
         "curves": {k: v["results"] for k, v in {**ours, **others}.items()},
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    plot({**ours, **others}, out / "rd.png")
+    report.plot({k: v["results"] for k, v in {**ours, **others}.items()}, out / "rd.png")
     print(json.dumps({k: v for k, v in summary.items() if k != "curves"}, indent=1))
 
 

@@ -6,9 +6,35 @@ import json
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from rdcodec.eval.bjontegaard import bd_table  # noqa: E402
+
+NOT_CODECS = {"summary.json", "rdcodec_per_image.json", "rdcodec-beta0.json", "rdcodec-beta1.json"}
+
 
 def fmt(v, spec=".2f") -> str:
     return "n/a" if v is None else format(v, spec)
+
+
+def plot(curves: dict[str, dict], path: Path) -> None:
+    """PSNR against bpp of CompressAI-style ``results`` dicts, rdcodec solid, the rest dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 5.5), dpi=120)
+    for name, r in curves.items():
+        style = "-o" if name.startswith("rdcodec") else "--."
+        ax.plot(r["bpp"], r["psnr-rgb"], style, label=name, markersize=4, linewidth=1.6 if "rdcodec" in name else 1)
+    ax.set_xlabel("bits per pixel")
+    ax.set_ylabel("PSNR (RGB, dB)")
+    ax.set_xlim(0, 2.0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("Kodak, real file sizes")
+    fig.tight_layout()
+    fig.savefig(path)
 
 
 def report(folder: Path) -> str:
@@ -25,7 +51,11 @@ def report(folder: Path) -> str:
     lines += ["", f"bpp strictly increasing with alpha on every image: {s['bpp_strictly_increasing_every_image']}; "
               f"beta=0 above beta=1 on every image and alpha: {s['beta0_above_beta1_every_image_and_alpha']}.", "",
               "| comparison | BD-rate (PSNR) | BD-PSNR |", "|---|---:|---:|"]
-    for k, v in s["bd"].items():
+    anchors = {p.stem: json.loads(p.read_text())["results"] for p in sorted(folder.glob("*.json"))
+               if p.name not in NOT_CODECS}
+    ours = {"rdcodec beta=0": c0, "rdcodec beta=1": c1}
+    plot({**ours, **anchors}, folder / "rd.png")
+    for k, v in bd_table(ours, anchors).items():
         if "error" in v:
             lines.append(f"| {k} | {v['error']} | |")
         else:

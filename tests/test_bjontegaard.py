@@ -65,3 +65,11 @@ def test_quality_shift_on_log_linear_curve_gives_known_rate_saving():
     q = np.array([28.0, 31.0, 34.0, 37.0])
     r = np.exp((q - 20.0) / b)
     assert bd.bd_rate(r, q, r, q + 1.0) == pytest.approx((math.exp(-1.0 / b) - 1) * 100, abs=1e-9)
+
+
+def test_bd_table_pairs_and_errors():
+    curve = {"bpp": list(R), "psnr-rgb": list(Q)}
+    t = bd.bd_table({"ours": {"bpp": list(R * 0.9), "psnr-rgb": list(Q)}},
+                    {"a": curve, "far": {"bpp": list(R), "psnr-rgb": list(Q + 100)}})
+    assert t["ours vs a"]["bd_rate_percent"] == pytest.approx(-10.0, abs=1e-9)
+    assert "error" in t["ours vs far"]

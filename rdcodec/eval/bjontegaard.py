@@ -97,3 +97,21 @@ def bd_rate(rate_a, quality_a, rate_b, quality_b) -> float:
 def bd_quality(rate_a, quality_a, rate_b, quality_b) -> float:
     """Average quality change of B relative to A at equal rate (e.g. BD-PSNR in dB)."""
     return _mean_gap(np.log(rate_a), quality_a, np.log(rate_b), quality_b)
+
+
+def bd_table(tests: dict[str, dict], anchors: dict[str, dict]) -> dict[str, dict]:
+    """BD-rate and BD-PSNR of every test curve against every anchor curve.
+
+    Curves are CompressAI-style ``results`` dicts with ``bpp`` and ``psnr-rgb`` lists. Keys of
+    the result are ``"<test> vs <anchor>"``; a pair that does not overlap gets ``{"error": ...}``.
+    """
+    table = {}
+    for tname, t in tests.items():
+        for aname, a in anchors.items():
+            try:
+                table[f"{tname} vs {aname}"] = {
+                    "bd_rate_percent": bd_rate(a["bpp"], a["psnr-rgb"], t["bpp"], t["psnr-rgb"]),
+                    "bd_psnr_db": bd_quality(a["bpp"], a["psnr-rgb"], t["bpp"], t["psnr-rgb"])}
+            except ValueError as e:
+                table[f"{tname} vs {aname}"] = {"error": str(e)}
+    return table
