@@ -21,8 +21,6 @@ from .errors import RdcError
 from .image import load_rgb8
 from .model.rdc import CodingModel
 
-ImageLike = "str | Path | bytes | Image.Image | np.ndarray"
-
 
 def resolve_device(device: str) -> str:
     if device == "auto":

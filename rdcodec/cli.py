@@ -20,6 +20,7 @@ from PIL import Image
 
 from . import __version__
 from .errors import RdcError
+from .image import ConversionWarning
 
 EXIT_ERROR, EXIT_INTERNAL = 1, 3
 
@@ -55,7 +56,7 @@ def handle_errors(fn):
             finally:
                 if not quiet:
                     for w in caught:
-                        if issubclass(w.category, UserWarning) and "rdcodec" in (w.filename or "rdcodec"):
+                        if issubclass(w.category, ConversionWarning):
                             click.echo(f"rdcodec: warning: {w.message}", err=True)
 
     return wrapper
