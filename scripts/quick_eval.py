@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import argparse
-import io
 import math
 import sys
 from pathlib import Path
@@ -16,21 +15,20 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import classical  # noqa: E402
+from rd import interp_log  # noqa: E402
+
 from rdcodec.model.rdc import ModelConfig, RDCModel  # noqa: E402
 from rdcodec.train.loop import load_matching  # noqa: E402
 
 
 def jpeg_psnr_at(img: np.ndarray, bpp: float) -> float:
-    """libjpeg (Pillow, 4:2:0) PSNR at ``bpp`` on this image, linear in log-rate between qualities."""
-    pts = []
-    for q in range(1, 96, 3):
-        buf = io.BytesIO()
-        Image.fromarray(img).save(buf, format="JPEG", quality=q)
-        dec = np.asarray(Image.open(buf).convert("RGB"), dtype=np.float64)
-        mse = np.mean((dec - img) ** 2)
-        pts.append((8 * buf.tell() / (img.shape[0] * img.shape[1]), 10 * math.log10(255 ** 2 / mse)))
-    xs, ys = zip(*sorted(pts))
-    return float(np.interp(math.log(bpp), np.log(xs), ys, left=float("nan"), right=float("nan")))
+    """libjpeg PSNR at ``bpp`` on this image (the benchmark's JPEG sweep, linear in log-rate); NaN outside it."""
+    jpeg = classical.CODECS["jpeg"]
+    curve = [classical.measure(jpeg, img, q, classical.psnr, None) for q in jpeg.settings]
+    value = interp_log(bpp, curve)
+    return float("nan") if value is None else value
 
 
 def main() -> None:

@@ -129,9 +129,6 @@ class RDCModel(nn.Module):
         """``r = rrn(y_hat + dec(s_hat); f1, f2, f3)``."""
         return self.rrn(y_hat + self.scalable.dec(s_hat), feats)
 
-    def config_dict(self) -> dict:
-        return self.config.to_dict()
-
 
 class CodingModel:
     """Coding-time view of a trained :class:`RDCModel`.
@@ -159,7 +156,7 @@ class CodingModel:
         return out
 
     def y_params(self, z_sym: torch.Tensor, inv_gain_z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Deterministic ``h_s``: integer z symbols -> (means float32, scales float64) on the CPU."""
+        """Deterministic ``h_s``: integer z symbols -> (means, scales), float64 on the CPU."""
         with torch.no_grad():
             z_hat = z_sym.to(torch.float64) * inv_gain_z.cpu().double()
             means, scales = self.h_s64(z_hat)
