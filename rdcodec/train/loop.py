@@ -3,14 +3,18 @@
 Stage ``base``: variable-rate base codec, loss per sample ``bpp + lambda_n * 255^2 * MSE``
 with the level ``n`` drawn per sample (the paper draws one per step; per-sample levels give
 every gain vector a gradient at every step). Stage ``residual`` (paper Eq. 8): base frozen,
-loss ``bpp(s_hat) + lambda_m * 255^2 * MSE(x, x_hat_1 + r)``.
+loss ``bpp(s_hat) + lambda_m * 255^2 * MSE(x, x_hat_1 + r)``. Stage ``cognition`` (paper
+stage I, Eq. 7): the base codec again, loss ``bpp + lambda_n * C + lambda_local * 255^2 * D_local``
+with C the contrastive loss of :mod:`.cognition`; ``--mse-anchor mu`` adds
+``mu * base_lambda_n * 255^2 * MSE`` (0 = the paper's loss).
 
 The learning rate follows a cosine over a *wall-clock* budget, so a run that is stopped and
 resumed still ends its schedule on time. Checkpoints (``last.pt``) are written every
 ``--checkpoint-minutes`` and on exit; a run resumes from them automatically.
 
     python -m rdcodec.train --stage base --budget-minutes 80 --out runs/base
-    python -m rdcodec.train --stage residual --init runs/base/last.pt --out runs/res
+    python -m rdcodec.train --stage cognition --init runs/base/last.pt --out runs/cog
+    python -m rdcodec.train --stage residual --init runs/cog/last.pt --out runs/res
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from ..model.rdc import ModelConfig, RDCModel
+from ..model.rdc import LAMBDAS, ModelConfig, RDCModel
 from .data import load_or_build, sample_batch
 
 BASE_PREFIXES = ("g_a.", "g_s.", "h_a.", "h_s.", "gain_y.", "gain_z.", "entropy_z.", "gaussian.")
@@ -53,7 +57,7 @@ def lr_at(progress: float, peak: float, warmup: float = 0.02, floor: float = 0.0
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m rdcodec.train", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--stage", choices=["base", "residual"], required=True)
+    ap.add_argument("--stage", choices=["base", "cognition", "residual"], required=True)
     ap.add_argument("--data", nargs="+", default=["../shared/data/train/bsds500",
                                                   "../shared/data/train/sun_hays80"])
     ap.add_argument("--cache", default="cache/crops256.pt")
@@ -70,6 +74,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-bf16", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
+    cog = ap.add_argument_group("stage cognition (paper Eq. 7)")
+    cog.add_argument("--backbone", default=None, help="TFLite embedding network (default: MobileNetV1 1.0 extractor)")
+    cog.add_argument("--queue", type=int, default=2048, help="negative keys kept (K in Eq. 5)")
+    cog.add_argument("--tau", type=float, default=0.07, help="InfoNCE temperature")
+    cog.add_argument("--lambda-local", type=float, default=1e-5, help="weight of D_local (Eq. 6), times 255^2")
+    cog.add_argument("--mse-anchor", type=float, default=0.0,
+                     help="extra mu * base_lambda_n * 255^2 * MSE (0 = the paper's loss)")
     return ap.parse_args(argv)
 
 
@@ -92,11 +103,16 @@ def main(argv=None) -> None:
             init_state = load(args.init)[0].state_dict()
         else:
             init_state = torch.load(args.init, weights_only=False)["model"]
-        keep = is_base_param if args.stage == "residual" else (lambda name: True)
-        load_matching(model, init_state, keep)
+        # everything that fits: a residual stage warm-starts from the init's residual branch too
+        load_matching(model, init_state)
     model = model.to(memory_format=torch.channels_last).train()
 
-    if args.stage == "base":
+    contrastive = None
+    if args.stage == "cognition":
+        from .cognition import DEFAULT_BACKBONE, ContrastiveLoss, local_mse
+
+        contrastive = ContrastiveLoss(args.backbone or DEFAULT_BACKBONE, args.queue, args.tau)
+    if args.stage in ("base", "cognition"):
         params = [p for n, p in model.named_parameters() if is_base_param(n) and not n.endswith("quantiles")]
     else:
         for n, p in model.named_parameters():
@@ -122,7 +138,7 @@ def main(argv=None) -> None:
         tmp.replace(ckpt_path)
 
     t_last, t_ckpt = time.time(), time.time()
-    acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "n": 0}
+    acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "c": 0.0, "n": 0}
     while elapsed < budget and not stop["now"]:
         lr = lr_at(elapsed / budget, args.lr)
         for g in opt.param_groups:
@@ -131,7 +147,7 @@ def main(argv=None) -> None:
         idx = torch.randint(6, (args.batch,), generator=gen)
         pixels = x.shape[-1] * x.shape[-2]
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=not args.no_bf16):
-            if args.stage == "base":
+            if args.stage in ("base", "cognition"):
                 o = model.forward_base(x, idx)
                 x_hat, bpp = o["x_hat"].float(), (o["bits_y"] + o["bits_z"]) / pixels
                 lam = model.base_lambda(idx)
@@ -139,8 +155,15 @@ def main(argv=None) -> None:
                 o = model.forward_residual(x, idx)
                 x_hat, bpp = (o["x_hat_1"] + o["r"]).float(), o["bits_s"] / pixels
                 lam = model.residual_lambda(idx)
+            c = contrastive(x, x_hat, gen) if contrastive is not None else torch.zeros(())
         mse = (x_hat - x).pow(2).flatten(1).mean(1)
-        loss = (bpp + lam * 255 ** 2 * mse).mean()
+        if contrastive is not None:
+            lam_n = torch.tensor(LAMBDAS)[idx]
+            d_local = local_mse(x, x_hat)
+            loss = (bpp + lam_n * c + args.lambda_local * 255 ** 2 * d_local
+                    + args.mse_anchor * lam * 255 ** 2 * mse).mean()
+        else:
+            loss = (bpp + lam * 255 ** 2 * mse).mean()
         opt.zero_grad(set_to_none=True)
         if not torch.isfinite(loss):  # skip a diverging batch instead of poisoning the weights
             continue
@@ -154,6 +177,7 @@ def main(argv=None) -> None:
         acc["loss"] += loss.item()
         acc["bpp"] += bpp.mean().item()
         acc["mse"] += mse.mean().item()
+        acc["c"] += c.mean().item()
         acc["n"] += 1
         if step % args.log_every == 0:
             n = acc.pop("n")
@@ -162,7 +186,7 @@ def main(argv=None) -> None:
             rec["psnr"] = -10 * math.log10(max(rec["mse"], 1e-10))
             log.write(json.dumps(rec) + "\n")
             log.flush()
-            acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "n": 0}
+            acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "c": 0.0, "n": 0}
         if now - t_ckpt > args.checkpoint_minutes * 60:
             save()
             t_ckpt = now
