@@ -16,7 +16,6 @@ import warnings
 from pathlib import Path
 
 import click
-from PIL import Image
 
 from . import __version__
 from .errors import RdcError
@@ -100,12 +99,48 @@ def main() -> None:
       rdcodec decode photo.rdc --beta 0.25 -o photo_dec.png
       rdcodec info photo.rdc --json
       rdcodec strip photo.rdc -o photo_base.rdc
+      rdcodec eval photos/ --json rd.json
     """
 
 
+def _batch(kind: str, inputs: tuple[str, ...], output: str | None, options: dict, jobs: int, quiet: bool) -> None:
+    from .batch import plan, run
+
+    if output is None:
+        raise click.UsageError("several inputs need -o FOLDER")
+    todo = plan(kind, list(inputs), output)
+    Path(output).mkdir(parents=True, exist_ok=True)
+    failed = []
+    with click.progressbar(length=len(todo), label=f"{kind} {len(todo)} files", file=sys.stderr,
+                           hidden=quiet) as bar:
+        def report(o):
+            bar.update(1)
+            if not o.ok:
+                failed.append(o)
+
+        outcomes = run(kind, todo, options, jobs, report)
+    if not quiet:
+        for o in outcomes:
+            click.echo(f"{o.job.input} -> {o.job.output}: {o.message}" if o.ok
+                       else f"rdcodec: error: {o.job.input}: {o.message}", err=True)
+    if failed:
+        _fail(f"{len(failed)} of {len(todo)} files failed")
+
+
+def _many(inputs, output) -> bool:
+    return len(inputs) > 1 or (output is not None and output != "-" and (output.endswith(("/", os.sep))
+                                                                        or Path(output).is_dir()))
+
+
+_jobs = click.option("-j", "--jobs", type=click.IntRange(0), default=0, show_default=True,
+                     help="Worker processes for several inputs (0: one per core).")
+_verbose = click.option("-v", "--verbose", is_flag=True, help="Also print timings and the weights used.")
+
+
 @main.command()
-@click.argument("input", metavar="INPUT")
-@click.option("-o", "--output", default=None, help="Output .rdc file ('-' for stdout). Default: INPUT with .rdc.")
+@click.argument("inputs", metavar="INPUT...", nargs=-1, required=True)
+@click.option("-o", "--output", default=None,
+              help="Output .rdc file ('-' for stdout), or a folder for several inputs. Default: INPUT with .rdc.")
 @click.option("-a", "--alpha", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
               help="Rate: 0 is the smallest file, 1 the best quality; any value in between.")
 @click.option("--target-bpp", type=click.FloatRange(min=0.0, min_open=True), default=None,
@@ -113,10 +148,12 @@ def main() -> None:
 @click.option("--target-size", default=None, metavar="SIZE",
               help="Pick alpha for a file of at most SIZE: bytes, or with a unit (20KB, 1.5MB, 64KiB).")
 @click.option("--no-residual", is_flag=True, help="Write the base layer only (machine-oriented image).")
+@_jobs
+@_verbose
 @_common
 @handle_errors
-def encode(input, output, alpha, target_bpp, target_size, no_residual, weights, device, force, quiet):
-    """Compress an image (PNG, JPEG, ... or '-' for stdin) to an .rdc file.
+def encode(inputs, output, alpha, target_bpp, target_size, no_residual, jobs, verbose, weights, device, force, quiet):
+    """Compress images (PNG, JPEG, ... or '-' for stdin) to .rdc files.
 
     \b
     Examples:
@@ -124,86 +161,90 @@ def encode(input, output, alpha, target_bpp, target_size, no_residual, weights, 
       rdcodec encode kodim23.png -a 0.9 -o hi.rdc    # higher rate
       rdcodec encode kodim23.png --no-residual       # base layer only
       rdcodec encode kodim23.png --target-size 20KB  # largest alpha that fits
+      rdcodec encode photos/*.png -o out/            # many files, all cores, progress bar
       cat x.png | rdcodec encode - -o - > x.rdc
     """
-    from .api import compress
+    import time
 
-    if output is None:
-        output = "-" if input == "-" else str(Path(input).with_suffix(".rdc"))
-    from .fileio import check_writable, read_input, write_atomic
+    from .batch import encode_file
 
     ctx = click.get_current_context()
     explicit_alpha = ctx.get_parameter_source("alpha") != click.core.ParameterSource.DEFAULT
     targets = [t for t in (target_bpp, target_size) if t is not None]
     if len(targets) > 1 or (targets and explicit_alpha):
         raise click.UsageError("give at most one of --alpha, --target-bpp and --target-size")
-    check_writable(output, force)
-    source = read_input(input)
-    if targets:
-        from .api import get_codec
-        from .image import load_rgb8
-
-        image = load_rgb8(source)
-        max_bytes = (parse_size(target_size) if target_size is not None
-                     else int(target_bpp * image.shape[0] * image.shape[1] / 8))
-        result, alpha = get_codec(weights, device).compress_to_size(image, max_bytes, not no_residual)
-        if not quiet:
-            got = len(result.data)
-            note = "" if got <= max_bytes else " (the smallest file rdcodec can make)"
-            click.echo(f"target {max_bytes} bytes: chose alpha {alpha:.4f} -> {got} bytes{note}", err=True)
-    else:
-        result = compress(source, alpha, not no_residual, weights=weights, device=device)
-    write_atomic(output, lambda f: f.write(result.data), force)
-    if not quiet and output != "-":
+    options = {"alpha": alpha, "target_size": parse_size(target_size) if target_size is not None else None,
+               "target_bpp": target_bpp, "residual": not no_residual, "weights": weights, "device": device,
+               "force": force}
+    if _many(inputs, output):
+        _batch("encode", inputs, output, options, jobs, quiet)
+        return
+    input = inputs[0]
+    if output is None:
+        output = "-" if input == "-" else str(Path(input).with_suffix(".rdc"))
+    t0 = time.perf_counter()
+    data, alpha, max_bytes = encode_file(input, output, **options)
+    if not quiet:
         from .api import info
 
-        i = info(result.data)
-        click.echo(f"{output}: {i['width']}x{i['height']}, alpha {alpha:g}, {i['bytes']} bytes, "
-                   f"{i['bpp']:.4f} bpp", err=True)
+        i = info(data)
+        if max_bytes is not None:
+            note = "" if len(data) <= max_bytes else " (the smallest file rdcodec can make)"
+            click.echo(f"target {max_bytes} bytes: chose alpha {alpha:.4f} -> {len(data)} bytes{note}", err=True)
+        if output != "-":
+            click.echo(f"{output}: {i['width']}x{i['height']}, alpha {alpha:g}, {i['bytes']} bytes, "
+                       f"{i['bpp']:.4f} bpp", err=True)
+        if verbose:
+            click.echo(f"  weights {i['weights']} ({i['weights_id']}), base {i['layers']['base']} bytes, "
+                       f"residual {i['layers']['residual']} bytes, {time.perf_counter() - t0:.2f} s", err=True)
 
 
 @main.command()
-@click.argument("input", metavar="INPUT")
+@click.argument("inputs", metavar="INPUT...", nargs=-1, required=True)
 @click.option("-o", "--output", default=None,
-              help="Output image; format from the extension ('-' writes PNG to stdout). Default: INPUT with .png.")
+              help="Output image, format from the extension ('-' writes PNG to stdout), or a folder for "
+                   "several inputs. Default: INPUT with .png.")
 @click.option("-b", "--beta", type=click.FloatRange(0.0, 1.0), default=None,
               help="0 = best fidelity (default when a residual layer is present), 1 = machine-oriented base image.")
 @click.option("--max-pixels", type=click.IntRange(1), default=200_000_000, show_default=True,
               help="Refuse files that claim more pixels than this.")
 @click.option("--ignore-residual-errors", is_flag=True,
               help="Decode the base layer alone when the residual layer is damaged.")
+@_jobs
+@_verbose
 @_common
 @handle_errors
-def decode(input, output, beta, max_pixels, ignore_residual_errors, weights, device, force, quiet):
-    """Decompress an .rdc file to an image.
+def decode(inputs, output, beta, max_pixels, ignore_residual_errors, jobs, verbose, weights, device, force, quiet):
+    """Decompress .rdc files to images.
 
     \b
     Examples:
       rdcodec decode kodim23.rdc                     # writes kodim23.png at beta 0
       rdcodec decode kodim23.rdc -b 1 -o machine.png # base layer image
+      rdcodec decode out/*.rdc -o decoded/           # many files, all cores
       rdcodec decode kodim23.rdc -o - > out.png
     """
-    from .api import get_codec
-    from .fileio import check_writable, read_input, write_atomic
+    import time
 
+    from .batch import decode_file
+
+    options = {"beta": beta, "max_pixels": max_pixels, "ignore_residual_errors": ignore_residual_errors,
+               "weights": weights, "device": device, "force": force}
+    if _many(inputs, output):
+        _batch("decode", inputs, output, options, jobs, quiet)
+        return
+    input = inputs[0]
     if output is None:
         output = "-" if input == "-" else str(Path(input).with_suffix(".png"))
-    Image.init()
-    fmt = "PNG" if output == "-" else Image.registered_extensions().get(Path(output).suffix.lower())
-    if fmt is None or fmt not in Image.SAVE:
-        raise RdcError(f"cannot tell an image format from '{output}' (use .png, .bmp, .tif, ...)")
-    check_writable(output, force)
-    data = read_input(input)
-    recon, notes = get_codec(weights, device).decompress(data, max_pixels, ignore_residual_errors)
-    pixels = recon.render(0.0 if beta is None else beta)
-    buf = io.BytesIO()
-    Image.fromarray(pixels, "RGB").save(buf, format=fmt)
-    write_atomic(output, lambda f: f.write(buf.getvalue()), force)
+    t0 = time.perf_counter()
+    (w, h), notes = decode_file(input, output, **options)
     if not quiet:
         if "residual_dropped" in notes:
             click.echo(f"rdcodec: warning: residual layer not used: {notes['residual_dropped']}", err=True)
         if output != "-":
-            click.echo(f"{output}: {pixels.shape[1]}x{pixels.shape[0]}", err=True)
+            click.echo(f"{output}: {w}x{h}", err=True)
+        if verbose:
+            click.echo(f"  {time.perf_counter() - t0:.2f} s", err=True)
 
 
 @main.command()
@@ -251,6 +292,96 @@ def strip(input, output, force):
 
     data = _strip(read_input(input))
     write_atomic(output, lambda f: f.write(data), force)
+
+
+def _floats(text: str, name: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{name} must be comma-separated numbers, got '{text}'") from None
+    if not values or any(not 0.0 <= v <= 1.0 for v in values):
+        raise click.BadParameter(f"{name} must be values in [0, 1], got '{text}'")
+    return values
+
+
+@main.command("eval")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@click.option("--alphas", default="0,0.25,0.5,0.75,1", show_default=True, help="Comma-separated alpha values.")
+@click.option("--betas", default="0,1", show_default=True, help="Comma-separated beta values.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Write the rows and CompressAI-style curves (one per beta) to this JSON file.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
+              help="Write a PSNR-vs-bpp plot (PNG, needs matplotlib).")
+@click.option("--labels", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="CSV with columns 'file' and 'class_index' (ImageNet) to measure accuracy too.")
+@click.option("--classifier", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="TFLite classifier for --labels (needs ai-edge-litert), e.g. mobilenet_v2_1.0_224_quant.tflite.")
+@_common
+@handle_errors
+def evaluate(folder, alphas, betas, json_path, plot_path, labels, classifier, weights, device, force, quiet):
+    """Measure bpp, PSNR and MS-SSIM (and accuracy) on a folder of your images.
+
+    \b
+    Examples:
+      rdcodec eval photos/
+      rdcodec eval photos/ --alphas 0,0.5,1 --betas 0,0.5,1 --json rd.json --plot rd.png
+      rdcodec eval imagenet/ --labels imagenet/labels.csv --classifier mobilenet_v2_1.0_224_quant.tflite
+    """
+    from .eval.evaluate import evaluate_folder, list_images, to_compressai_json
+    from .fileio import check_writable, write_atomic
+
+    a_list, b_list = _floats(alphas, "--alphas"), _floats(betas, "--betas")
+    if (labels is None) != (classifier is None):
+        raise click.UsageError("--labels and --classifier go together")
+    for path in (json_path, plot_path):
+        if path:
+            check_writable(path, force)
+    label_map, clf = None, None
+    if labels:
+        import csv
+
+        with open(labels, newline="") as f:
+            try:
+                label_map = {r["file"]: int(r["class_index"]) for r in csv.DictReader(f)}
+            except (KeyError, ValueError):
+                raise RdcError(f"{labels}: needs columns 'file' and 'class_index' (integers)") from None
+        try:
+            from .vision.reference import Classifier
+        except ImportError:
+            raise RdcError("--classifier needs ai-edge-litert: pip install 'rdcodec[cognition]'") from None
+        clf = Classifier(classifier).top5
+    n = len(list_images(folder))
+    with click.progressbar(length=n, label=f"evaluating {n} images", file=sys.stderr,
+                           hidden=quiet) as bar:
+        rows = evaluate_folder(folder, a_list, b_list, weights=weights, device=device, labels=label_map,
+                               classifier=clf, progress=lambda i, total: bar.update(1))
+    cols = [c for c in ("bpp", "psnr-rgb", "ms-ssim-rgb", "top1", "top5") if c in rows[0]]
+    click.echo(f"{'alpha':>6} {'beta':>5} " + " ".join(f"{c:>11}" for c in cols))
+    for r in rows:
+        click.echo(f"{r['alpha']:>6.3f} {r['beta']:>5.2f} " + " ".join(f"{r[c]:>11.4f}" for c in cols))
+    if json_path:
+        doc = {"folder": str(folder), "rows": rows,
+               "curves": [to_compressai_json(rows, b, f"rdcodec-beta{b:g}") for b in b_list]}
+        write_atomic(json_path, lambda f: f.write(json.dumps(doc, indent=1).encode()), force)
+    if plot_path:
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            raise RdcError("--plot needs matplotlib: pip install matplotlib") from None
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for b in b_list:
+            c = to_compressai_json(rows, b, "")["results"]
+            ax.plot(c["bpp"], c["psnr-rgb"], "-o", ms=3, label=f"beta {b:g}")
+        ax.set_xlabel("bits per pixel")
+        ax.set_ylabel("PSNR (dB)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=120)
+        write_atomic(plot_path, lambda f: f.write(buf.getvalue()), force)
 
 
 if __name__ == "__main__":

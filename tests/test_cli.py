@@ -179,3 +179,64 @@ def test_target_below_reach_uses_alpha_zero(tmp_path, png):
 
 def test_target_and_alpha_conflict(png):
     assert run("encode", png, "--alpha", "0.3", "--target-bpp", "0.5").exit_code == 2
+
+
+# ---------------------------------------------------------------- several files at once
+
+
+@pytest.fixture()
+def two_pngs(tmp_path, crop):
+    d = tmp_path / "in"
+    d.mkdir()
+    Image.fromarray(crop).save(d / "a.png")
+    Image.fromarray(np.ascontiguousarray(crop[:, ::-1])).save(d / "b.png")
+    return [d / "a.png", d / "b.png"]
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_folder_mode_gives_the_same_bytes_as_single_files(tmp_path, two_pngs, jobs):
+    out = tmp_path / "out"
+    res = run("encode", *two_pngs, "-a", "0.3", "-o", f"{out}/", "-j", jobs)
+    assert res.exit_code == 0, res.output
+    for p in two_pngs:
+        single = tmp_path / f"{p.stem}.single.rdc"
+        assert run("encode", p, "-a", "0.3", "-o", single, "-q").exit_code == 0
+        assert (out / f"{p.stem}.rdc").read_bytes() == single.read_bytes()
+    dec = tmp_path / "dec"
+    res = run("decode", *sorted(out.glob("*.rdc")), "-o", dec, "-b", "1", "-j", jobs)
+    assert res.exit_code == 0, res.output
+    for p in two_pngs:
+        single = tmp_path / f"{p.stem}.single.png"
+        assert run("decode", tmp_path / f"{p.stem}.single.rdc", "-b", "1", "-o", single, "-q").exit_code == 0
+        assert np.array_equal(np.asarray(Image.open(dec / f"{p.stem}.png")), np.asarray(Image.open(single)))
+
+
+def test_folder_mode_reports_bad_files_and_keeps_going(tmp_path, two_pngs):
+    bad = two_pngs[0].parent / "c.png"
+    bad.write_bytes(b"not a png")
+    out = tmp_path / "out"
+    res = run("encode", *two_pngs, bad, "-o", out, "-j", "1")
+    assert res.exit_code == 1
+    assert "c.png" in res.output and "1 of 3 files failed" in res.output
+    assert sorted(p.name for p in out.iterdir()) == ["a.rdc", "b.rdc"]  # no partial file for c
+
+
+def test_folder_mode_refuses_clashing_names_and_stdin(tmp_path, two_pngs):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "a.png").write_bytes(two_pngs[0].read_bytes())
+    res = run("encode", two_pngs[0], other / "a.png", "-o", tmp_path / "out")
+    assert res.exit_code == 1 and "would both be written" in res.output
+    assert not (tmp_path / "out").exists()
+    res = run("encode", "-", two_pngs[0], "-o", tmp_path / "out")
+    assert res.exit_code == 1 and "stdin" in res.output
+    res = run("encode", *two_pngs)
+    assert res.exit_code == 2 and "-o FOLDER" in res.output
+
+
+def test_folder_mode_does_not_overwrite(tmp_path, two_pngs):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.rdc").write_bytes(b"keep")
+    res = run("encode", *two_pngs, "-o", out, "-j", "1")
+    assert res.exit_code == 1 and (out / "a.rdc").read_bytes() == b"keep" and (out / "b.rdc").exists()

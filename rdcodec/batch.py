@@ -1,0 +1,155 @@
+"""Many files at once: ``rdcodec encode *.png -o outdir/`` and ``rdcodec decode *.rdc -o outdir/``.
+
+Each file is coded exactly as it would be alone (same function, same bytes: the codec's
+output does not depend on thread count or process), in a pool of worker processes that
+split the cores between them. A file that fails is reported and skipped; the others go on.
+
+    >>> jobs = plan("encode", ["a.png", "b.png"], "out/")        # doctest: +SKIP
+    >>> run("encode", jobs, {"alpha": 0.5}, workers=2)           # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+from .errors import RdcError
+
+__all__ = ["Job", "plan", "run", "encode_file", "decode_file"]
+
+
+@dataclass(frozen=True)
+class Job:
+    input: str
+    output: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    job: Job
+    message: str  # what was written, or why not
+    ok: bool
+
+
+def plan(kind: str, inputs: list[str], outdir: str, suffix: str = "") -> list[Job]:
+    """Map each input to ``outdir/<stem><suffix>``; refuse duplicates before anything runs."""
+    suffix = suffix or (".rdc" if kind == "encode" else ".png")
+    if "-" in inputs:
+        raise RdcError("'-' (stdin) cannot be combined with several inputs")
+    out = Path(outdir)
+    if out.exists() and not out.is_dir():
+        raise RdcError(f"{outdir} is a file; with several inputs -o must be a folder")
+    jobs, seen = [], {}
+    for inp in inputs:
+        target = str(out / (Path(inp).stem + suffix))
+        if target in seen:
+            raise RdcError(f"{inp} and {seen[target]} would both be written to {target}")
+        seen[target] = inp
+        jobs.append(Job(inp, target))
+    return jobs
+
+
+def encode_file(input: str, output: str, alpha: float = 0.5, target_size: int | None = None,
+                target_bpp: float | None = None, residual: bool = True, weights: str | None = None,
+                device: str = "cpu", force: bool = False) -> tuple[bytes, float, int | None]:
+    """Encode one file; a target size (bytes) or bpp picks alpha by bisection on real sizes.
+
+    Returns the file's bytes, the alpha used and the byte target (None without one).
+    """
+    from .api import compress, get_codec
+    from .fileio import check_writable, read_input, write_atomic
+    from .image import load_rgb8
+
+    check_writable(output, force)
+    source = read_input(input)
+    max_bytes = None
+    if target_size is not None or target_bpp is not None:
+        image = load_rgb8(source)
+        max_bytes = target_size if target_size is not None else int(target_bpp * image.shape[0] * image.shape[1] / 8)
+        result, alpha = get_codec(weights, device).compress_to_size(image, max_bytes, residual)
+    else:
+        result = compress(source, alpha, residual, weights=weights, device=device)
+    write_atomic(output, lambda f: f.write(result.data), force)
+    return result.data, alpha, max_bytes
+
+
+def decode_file(input: str, output: str, beta: float | None = None, max_pixels: int = 200_000_000,
+                ignore_residual_errors: bool = False, weights: str | None = None, device: str = "cpu",
+                force: bool = False) -> tuple[tuple[int, int], dict]:
+    """Decode one file to an image whose format follows ``output``'s extension; returns (size, notes)."""
+    import io
+
+    from PIL import Image
+
+    from .api import get_codec
+    from .fileio import check_writable, read_input, write_atomic
+
+    Image.init()
+    fmt = "PNG" if output == "-" else Image.registered_extensions().get(Path(output).suffix.lower())
+    if fmt is None or fmt not in Image.SAVE:
+        raise RdcError(f"cannot tell an image format from '{output}' (use .png, .bmp, .tif, ...)")
+    check_writable(output, force)
+    data = read_input(input)
+    recon, notes = get_codec(weights, device).decompress(data, max_pixels, ignore_residual_errors)
+    pixels = recon.render(0.0 if beta is None else beta)
+    buf = io.BytesIO()
+    Image.fromarray(pixels, "RGB").save(buf, format=fmt)
+    write_atomic(output, lambda f: f.write(buf.getvalue()), force)
+    return (pixels.shape[1], pixels.shape[0]), notes
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _one(kind: str, job: Job, options: dict) -> Outcome:
+    import warnings
+
+    from .image import ConversionWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            if kind == "encode":
+                data, alpha, _ = encode_file(job.input, job.output, **options)
+                msg = f"{len(data)} bytes, alpha {alpha:.4f}"
+            else:
+                (w, h), notes = decode_file(job.input, job.output, **options)
+                msg = f"{w}x{h}" + (f" (residual layer not used: {notes['residual_dropped']})" if notes else "")
+        except RdcError as e:
+            return Outcome(job, str(e), False)
+        except ValueError as e:
+            return Outcome(job, str(e), False)
+    notes = "; ".join(str(w.message) for w in caught if issubclass(w.category, ConversionWarning))
+    return Outcome(job, msg + (f" [warning: {notes}]" if notes else ""), True)
+
+
+def run(kind: str, jobs: list[Job], options: dict, workers: int = 0,
+        progress: Callable[[Outcome], None] | None = None) -> list[Outcome]:
+    """Code every job; ``workers`` processes (0: one per core, at most one per job)."""
+    cores = os.cpu_count() or 1
+    workers = workers or min(cores, len(jobs))
+    if workers <= 1:
+        outcomes = []
+        for job in jobs:
+            outcomes.append(_one(kind, job, options))
+            if progress:
+                progress(outcomes[-1])
+        return outcomes
+    threads = max(1, cores // workers)
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
+                             initargs=(threads,)) as pool:
+        futures = [pool.submit(_one, kind, job, options) for job in jobs]
+        outcomes = []
+        for fut in as_completed(futures):
+            outcomes.append(fut.result())
+            if progress:
+                progress(outcomes[-1])
+    order = {job: i for i, job in enumerate(jobs)}
+    return sorted(outcomes, key=lambda o: order[o.job])
