@@ -171,3 +171,24 @@ def test_info_fields(coded):
     assert i["bytes"] == len(coded.data) == sum(i["layers"].values())
     assert i["layers"]["header"] == container.HEADER_SIZE
     assert i["layers"]["residual"] > 0 and i["residual"] == "present"
+
+
+def test_residual_layer_is_dropped_when_it_would_hurt(codec, crop, monkeypatch):
+    """Encoder-side layer decision: a residual that lowers beta=0 quality is not written."""
+    from rdcodec import codec as codec_module
+    from rdcodec.bitstream import container
+
+    kept = codec.compress(crop, 0.5)
+    assert container.parse_header(kept.data).flags & 1  # the real residual helps on this crop
+    real = codec_module.Codec._residual
+
+    def harmful(self, *args):
+        return real(self, *args) + 0.3  # a residual that brightens everything: worse than none
+
+    monkeypatch.setattr(codec_module.Codec, "_residual", harmful)
+    out = codec.compress(crop, 0.5)
+    assert not container.parse_header(out.data).flags & 1
+    assert len(out.data) < len(kept.data)
+    recon, _ = codec.decompress(out.data)
+    assert np.array_equal(recon.render(0.0), recon.render(1.0))
+    assert np.array_equal(recon.render(0.0), kept.recon.render(1.0))  # the same base layer
