@@ -132,7 +132,8 @@ def _one(kind: str, job: Job, options: dict) -> Outcome:
 
 def run(kind: str, jobs: list[Job], options: dict, workers: int = 0,
         progress: Callable[[Outcome], None] | None = None) -> list[Outcome]:
-    """Code every job; ``workers`` processes (0: one per core, at most one per job)."""
+    """Code every job; ``workers`` processes (0: one per core, at most one per job), each with
+    this process's torch thread count."""
     cores = os.cpu_count() or 1
     workers = workers or min(cores, len(jobs))
     if workers <= 1:
@@ -142,7 +143,12 @@ def run(kind: str, jobs: list[Job], options: dict, workers: int = 0,
             if progress:
                 progress(outcomes[-1])
         return outcomes
-    threads = max(1, cores // workers)
+    # Same thread count as a single-file run: the entropy coding is thread-independent, but the
+    # float32 synthesis can round differently with another count (+-1 in rare pixels), and
+    # folder mode must give exactly the pixels of single-file mode.
+    import torch
+
+    threads = torch.get_num_threads()
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
                              initargs=(threads,)) as pool:
         futures = [pool.submit(_one, kind, job, options) for job in jobs]
