@@ -90,9 +90,9 @@ def code_rdcodec(codec, crop: np.ndarray, alphas, betas):
     for a in alphas:
         c = codec.compress(an, a)
 
-        head = container.parse_header(c.data)
+        base_bytes = container.base_only_size(c.data)
         for b in betas:
-            size = len(c.data) if b < 1 else container.HEADER_SIZE + head.base_len
+            size = len(c.data) if b < 1 else base_bytes
             yield b, a, 8 * size / pixels, c.recon.render(b)
 
 

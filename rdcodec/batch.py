@@ -35,9 +35,12 @@ class Outcome:
     ok: bool
 
 
-def plan(kind: str, inputs: list[str], outdir: str, suffix: str = "") -> list[Job]:
-    """Map each input to ``outdir/<stem><suffix>``; refuse duplicates before anything runs."""
-    suffix = suffix or (".rdc" if kind == "encode" else ".png")
+SUFFIX = {"encode": ".rdc", "decode": ".png"}  # default output extension per command
+
+
+def plan(kind: str, inputs: list[str], outdir: str) -> list[Job]:
+    """Map each input to ``outdir/<stem>.rdc|.png``; refuse duplicates before anything runs."""
+    suffix = SUFFIX[kind]
     if "-" in inputs:
         raise RdcError("'-' (stdin) cannot be combined with several inputs")
     out = Path(outdir)

@@ -127,9 +127,19 @@ def _batch(kind: str, inputs: tuple[str, ...], output: str | None, options: dict
         _fail(f"{len(failed)} of {len(todo)} files failed")
 
 
-def _many(inputs, output) -> bool:
-    return len(inputs) > 1 or (output is not None and output != "-" and (output.endswith(("/", os.sep))
-                                                                        or Path(output).is_dir()))
+def _route(kind: str, inputs, output, options: dict, jobs: int, quiet: bool) -> tuple[str, str] | None:
+    """Run folder mode and return None, or return the single (input, output) with the default name."""
+    many = len(inputs) > 1 or (output is not None and output != "-"
+                               and (output.endswith(("/", os.sep)) or Path(output).is_dir()))
+    if many:
+        _batch(kind, inputs, output, options, jobs, quiet)
+        return None
+    from .batch import SUFFIX
+
+    input = inputs[0]
+    if output is None:
+        output = "-" if input == "-" else str(Path(input).with_suffix(SUFFIX[kind]))
+    return input, output
 
 
 _jobs = click.option("-j", "--jobs", type=click.IntRange(0), default=0, show_default=True,
@@ -176,12 +186,10 @@ def encode(inputs, output, alpha, target_bpp, target_size, no_residual, jobs, ve
     options = {"alpha": alpha, "target_size": parse_size(target_size) if target_size is not None else None,
                "target_bpp": target_bpp, "residual": not no_residual, "weights": weights, "device": device,
                "force": force}
-    if _many(inputs, output):
-        _batch("encode", inputs, output, options, jobs, quiet)
+    single = _route("encode", inputs, output, options, jobs, quiet)
+    if single is None:
         return
-    input = inputs[0]
-    if output is None:
-        output = "-" if input == "-" else str(Path(input).with_suffix(".rdc"))
+    input, output = single
     t0 = time.perf_counter()
     data, alpha, max_bytes = encode_file(input, output, **options)
     if not quiet:
@@ -230,12 +238,10 @@ def decode(inputs, output, beta, max_pixels, ignore_residual_errors, jobs, verbo
 
     options = {"beta": beta, "max_pixels": max_pixels, "ignore_residual_errors": ignore_residual_errors,
                "weights": weights, "device": device, "force": force}
-    if _many(inputs, output):
-        _batch("decode", inputs, output, options, jobs, quiet)
+    single = _route("decode", inputs, output, options, jobs, quiet)
+    if single is None:
         return
-    input = inputs[0]
-    if output is None:
-        output = "-" if input == "-" else str(Path(input).with_suffix(".png"))
+    input, output = single
     t0 = time.perf_counter()
     (w, h), notes = decode_file(input, output, **options)
     if not quiet:

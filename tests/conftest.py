@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from rdcodec.eval.metrics import psnr  # noqa: F401 - the package's PSNR, re-exported for the tests
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 EXAMPLE = ROOT / "examples" / "kodim23.png"
@@ -35,8 +37,3 @@ def shared() -> Path:
     if not (SHARED / "data").is_dir():
         pytest.skip("../shared is not available")
     return SHARED
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float(10 * np.log10(255.0 ** 2 / max(mse, 1e-12)))

@@ -141,6 +141,11 @@ def unpack(data: bytes, ignore_residual_errors: bool = False) -> RdcFile:
     return RdcFile(h, base, None, problem)
 
 
+def base_only_size(data: bytes) -> int:
+    """Bytes of ``data`` without its residual layer (header + base): what a stripped file costs."""
+    return HEADER_SIZE + parse_header(data).base_len
+
+
 def strip_residual(data: bytes) -> bytes:
     """The same file without its residual layer (losslessly: the base layer is untouched)."""
     f = unpack(data)

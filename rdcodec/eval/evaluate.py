@@ -58,7 +58,7 @@ def evaluate_folder(folder: str | Path, alphas: Sequence[float], betas: Sequence
         label = labels.get(path.name) if labels else None
         for a in alphas:
             c = codec.compress(an, a)
-            base_bytes = container.HEADER_SIZE + container.parse_header(c.data).base_len
+            base_bytes = container.base_only_size(c.data)
             for b in betas:
                 dec = c.recon.render(b)
                 cell = cells.setdefault((a, b), {"bpp": [], "psnr-rgb": [], "ms-ssim-rgb": [], "top1": [], "top5": []})
