@@ -6,13 +6,11 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -21,6 +19,7 @@ from rd import interp_log  # noqa: E402
 
 from rdcodec.model.rdc import ModelConfig, RDCModel  # noqa: E402
 from rdcodec.train.loop import load_matching  # noqa: E402
+from rdcodec.train.monitor import load_eval_images, quick_eval  # noqa: E402
 
 
 def jpeg_psnr_at(img: np.ndarray, bpp: float) -> float:
@@ -43,32 +42,18 @@ def main() -> None:
     state = torch.load(args.checkpoint, weights_only=False)
     load_matching(model, state["model"])
     model.eval()
-    files = sorted(Path(args.kodak).glob("*.png"))[: args.images]
+    images = load_eval_images(args.kodak, args.images)
     print(f"step {state.get('step')}")
+    per_image = [quick_eval(model, [x], levels=range(6), residual=args.residual) for x in images]
+    jpeg = [[jpeg_psnr_at((x[0].permute(1, 2, 0) * 255).round().byte().numpy(), b) for b in rec["bpp"]]
+            for x, rec in zip(images, per_image)]
     for n in range(6):
-        bpp, psnr, bpp_s, psnr2, jpeg = [], [], [], [], []
-        for f in files:
-            img = np.asarray(Image.open(f).convert("RGB"))
-            x = torch.from_numpy(img.copy()).permute(2, 0, 1)[None].float() / 255
-            idx = torch.tensor([n])
-            with torch.no_grad():
-                if args.residual:
-                    o = model.forward_residual(x, idx)
-                    b = o["bits_base"]
-                    bpp_s.append(float(o["bits_s"]) / (x.shape[2] * x.shape[3]))
-                    x2 = (o["x_hat_1"] + o["r"]).clamp(0, 1)
-                    psnr2.append(-10 * math.log10(float((x2 - x).pow(2).mean())))
-                    xh = o["x_hat_1"]
-                else:
-                    o = model.forward_base(x, idx)
-                    b, xh = o["bits_y"] + o["bits_z"], o["x_hat"]
-            bpp.append(float(b) / (x.shape[2] * x.shape[3]))
-            jpeg.append(jpeg_psnr_at(img, bpp[-1]))
-            psnr.append(-10 * math.log10(float((xh.clamp(0, 1) - x).pow(2).mean())))
-        line = f"level {n}: base {np.mean(bpp):.3f} bpp {np.mean(psnr):.2f} dB (JPEG at same bpp {np.mean(jpeg):.2f})"
+        mean = {k: np.mean([rec[k][n] for rec in per_image]) for k in per_image[0] if k != "levels"}
+        line = (f"level {n}: base {mean['bpp']:.3f} bpp {mean['psnr_b1']:.2f} dB "
+                f"(JPEG at same bpp {np.mean([j[n] for j in jpeg]):.2f})")
         if args.residual:
-            total = np.mean(bpp) + np.mean(bpp_s)
-            line += f" | +res {np.mean(bpp_s):.3f} bpp -> {total:.3f} bpp {np.mean(psnr2):.2f} dB"
+            line += (f" | +res {mean['bpp_res']:.3f} bpp -> {mean['bpp'] + mean['bpp_res']:.3f} bpp "
+                     f"{mean['psnr_b0']:.2f} dB")
         print(line, flush=True)
 
 

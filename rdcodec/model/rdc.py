@@ -89,7 +89,12 @@ class RDCModel(nn.Module):
         return self.base_lambda(idx) * self.config.residual_lambda_factor
 
     def forward_base(self, x: torch.Tensor, idx: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Stage-I forward at trained levels ``idx`` (B,). Returns x_hat_1, bits_y, bits_z, ..."""
+        """Stage-I forward at trained levels ``idx`` (B,). Returns x_hat_1, bits_y, bits_z, ...
+
+        The reconstruction always uses rounded latents (straight-through); the likelihoods
+        follow the module mode like compressai's: uniform noise in ``train()``, rounding in
+        ``eval()`` (so an eval-mode forward estimates the real coded bits).
+        """
         gy, igy = self.gain_y.at_levels(idx)
         gz, igz = self.gain_z.at_levels(idx)
         y = self.g_a(x)
@@ -97,11 +102,11 @@ class RDCModel(nn.Module):
         zg = self.h_a(yg) * gz
         with torch.autocast(x.device.type, enabled=False):
             zg = zg.float()
-            _, z_lik = self.entropy_z(zg, training=True)
+            _, z_lik = self.entropy_z(zg)
             z_hat = round_ste(zg) * igz
             means, scales = self.h_s(z_hat)
             yg32 = yg.float()
-            _, y_lik = self.gaussian(yg32, scales, means, training=True)
+            _, y_lik = self.gaussian(yg32, scales, means)
             yg_hat = round_ste(yg32 - means) + means
         y_hat = yg_hat * igy
         x_hat, feats = self.g_s(y_hat)
@@ -118,7 +123,7 @@ class RDCModel(nn.Module):
         with torch.autocast(x.device.type, enabled=False):
             sg = sg.float()
             means, scales = self.residual_prior(y_hat)
-            _, s_lik = self.gaussian(sg, scales, means, training=True)
+            _, s_lik = self.gaussian(sg, scales, means)
             sg_hat = round_ste(sg - means) + means
         r = self.residual_from(sg_hat * igs, y_hat, base["feats"])
         return {"x_hat_1": base["x_hat"], "r": r, "bits_s": bits(s_lik),

@@ -8,6 +8,11 @@ stage I, Eq. 7): the base codec again, loss ``bpp + lambda_n * C + lambda_local 
 with C the contrastive loss of :mod:`.cognition`; ``--mse-anchor mu`` adds
 ``mu * base_lambda_n * 255^2 * MSE`` (0 = the paper's loss).
 
+Options may come from a TOML file (``--config``, flat keys named like the options, e.g.
+``stage = "cognition"``, ``mse_anchor = 0.1``); options given on the command line win.
+Every ``--eval-every`` steps a short Kodak evaluation (:mod:`.monitor`: estimated bpp and
+PSNR at three levels) goes to the log and to stdout.
+
 The learning rate follows a cosine over a *wall-clock* budget, so a run that is stopped and
 resumed still ends its schedule on time. Checkpoints (``last.pt``) are written every
 ``--checkpoint-minutes`` and on exit; a run resumes from them automatically.
@@ -15,6 +20,7 @@ resumed still ends its schedule on time. Checkpoints (``last.pt``) are written e
     python -m rdcodec.train --stage base --budget-minutes 80 --out runs/base
     python -m rdcodec.train --stage cognition --init runs/base/last.pt --out runs/cog
     python -m rdcodec.train --stage residual --init runs/cog/last.pt --out runs/res
+    python -m rdcodec.train --config scripts/configs/v3-cognition.toml
 """
 
 from __future__ import annotations
@@ -23,13 +29,16 @@ import argparse
 import json
 import math
 import signal
+import sys
 import time
+import tomllib
 from pathlib import Path
 
 import torch
 
 from ..model.rdc import LAMBDAS, ModelConfig, RDCModel
 from .data import load_or_build, sample_batch
+from .monitor import load_eval_images, quick_eval
 
 BASE_PREFIXES = ("g_a.", "g_s.", "h_a.", "h_s.", "gain_y.", "gain_z.", "entropy_z.", "gaussian.")
 
@@ -54,10 +63,11 @@ def lr_at(progress: float, peak: float, warmup: float = 0.02, floor: float = 0.0
     return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * p)))
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m rdcodec.train", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--stage", choices=["base", "cognition", "residual"], required=True)
+    ap.add_argument("--config", help="TOML file of option defaults (flat keys, e.g. mse_anchor = 0.1)")
+    ap.add_argument("--stage", choices=["base", "cognition", "residual"])
     ap.add_argument("--data", nargs="+", default=["../shared/data/train/bsds500",
                                                   "../shared/data/train/sun_hays80"])
     ap.add_argument("--cache", default="cache/crops256.pt")
@@ -70,10 +80,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--init", help="checkpoint (.pt) or shipped weights (.safetensors) to start from; "
                     "stage residual takes only the base codec from it")
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--out")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-bf16", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--eval-every", type=int, default=2000, help="steps between short Kodak evaluations (0 = off)")
+    ap.add_argument("--eval-dir", default="../shared/data/kodak")
+    ap.add_argument("--eval-images", type=int, default=4)
     cog = ap.add_argument_group("stage cognition (paper Eq. 7)")
     cog.add_argument("--backbone", default=None, help="TFLite embedding network (default: MobileNetV1 1.0 extractor)")
     cog.add_argument("--queue", type=int, default=2048, help="negative keys kept (K in Eq. 5)")
@@ -81,7 +94,28 @@ def parse_args(argv=None) -> argparse.Namespace:
     cog.add_argument("--lambda-local", type=float, default=1e-5, help="weight of D_local (Eq. 6), times 255^2")
     cog.add_argument("--mse-anchor", type=float, default=0.0,
                      help="extra mu * base_lambda_n * 255^2 * MSE (0 = the paper's loss)")
-    return ap.parse_args(argv)
+    return ap
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """Command line over ``--config`` over built-in defaults; ``--stage`` and ``--out`` are required."""
+    ap = build_parser()
+    first = ap.parse_args(argv)
+    if first.config:
+        with open(first.config, "rb") as f:
+            config = {k.replace("-", "_"): v for k, v in tomllib.load(f).items()}
+        known = {a.dest for a in ap._actions}
+        unknown = sorted(set(config) - known)
+        if unknown:
+            ap.error(f"unknown option(s) in {first.config}: {', '.join(unknown)}")
+        ap.set_defaults(**config)
+    args = ap.parse_args(argv)
+    for name in ("stage", "out"):
+        if getattr(args, name) is None:
+            ap.error(f"--{name} is required (on the command line or in --config)")
+    if args.stage not in ("base", "cognition", "residual"):
+        ap.error(f"stage must be base, cognition or residual, not {args.stage!r}")
+    return args
 
 
 def main(argv=None) -> None:
@@ -137,6 +171,22 @@ def main(argv=None) -> None:
                     "elapsed": elapsed, "stage": args.stage, "args": vars(args)}, tmp)
         tmp.replace(ckpt_path)
 
+    eval_images = []
+    if args.eval_every > 0:
+        try:
+            eval_images = load_eval_images(args.eval_dir, args.eval_images)
+        except FileNotFoundError as e:
+            print(f"no in-loop evaluation: {e}", file=sys.stderr)
+
+    def evaluate() -> None:
+        t0 = time.time()
+        rec = quick_eval(model, eval_images, residual=args.stage == "residual")
+        rec = {"event": "eval", "step": step, "elapsed_min": round(elapsed / 60, 2), **rec,
+               "eval_s": round(time.time() - t0, 1)}
+        log.write(json.dumps(rec) + "\n")
+        log.flush()
+        print(json.dumps(rec), flush=True)
+
     t_last, t_ckpt = time.time(), time.time()
     acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "c": 0.0, "n": 0}
     while elapsed < budget and not stop["now"]:
@@ -187,10 +237,15 @@ def main(argv=None) -> None:
             log.write(json.dumps(rec) + "\n")
             log.flush()
             acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "c": 0.0, "n": 0}
+        if eval_images and step % args.eval_every == 0:
+            evaluate()
+            t_last = time.time()  # evaluation time is not training time
         if now - t_ckpt > args.checkpoint_minutes * 60:
             save()
             t_ckpt = now
     save()
+    if eval_images:
+        evaluate()
     log.write(json.dumps({"step": step, "elapsed_min": round(elapsed / 60, 2), "event": "stopped"}) + "\n")
     log.close()
 

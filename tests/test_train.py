@@ -1,0 +1,66 @@
+"""The training command: config files, resume, and the in-loop evaluation (tiny budgets)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from rdcodec.model.rdc import ModelConfig, RDCModel
+from rdcodec.train import loop
+from rdcodec.train.monitor import load_eval_images, quick_eval
+
+from .conftest import EXAMPLE
+
+
+def test_config_file_sets_defaults_and_command_line_wins(tmp_path):
+    cfg = tmp_path / "run.toml"
+    cfg.write_text('stage = "cognition"\nout = "runs/x"\nmse_anchor = 0.1\nlr = 3e-5\n')
+    args = loop.parse_args(["--config", str(cfg), "--lr", "1e-4"])
+    assert (args.stage, args.out, args.mse_anchor, args.lr) == ("cognition", "runs/x", 0.1, 1e-4)
+
+
+@pytest.mark.parametrize("text, message", [
+    ('stage = "base"\nout = "o"\nlearning_rate = 1\n', "unknown option"),
+    ('out = "o"\n', "--stage is required"),
+    ('stage = "final"\nout = "o"\n', "stage must be"),
+])
+def test_bad_config_is_a_usage_error(tmp_path, capsys, text, message):
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(text)
+    with pytest.raises(SystemExit) as e:
+        loop.parse_args(["--config", str(cfg)])
+    assert e.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_quick_eval_reports_rate_and_quality_per_level():
+    torch.manual_seed(0)
+    model = RDCModel(ModelConfig()).train()
+    images = load_eval_images(EXAMPLE.parent, 1)
+    assert images[0].shape == (1, 3, 512, 768)
+    small = [images[0][..., :128, :192]]
+    rec = quick_eval(model, small, levels=(0, 5), residual=True)
+    assert rec["levels"] == [0, 5]
+    assert all(v > 0 for v in rec["bpp"]) and all(v >= 0 for v in rec["bpp_res"])
+    assert all(0 < v < 60 for v in rec["psnr_b1"] + rec["psnr_b0"])
+    assert model.training  # mode restored
+
+
+def test_training_runs_checkpoints_and_resumes(tmp_path):
+    """Two tiny runs into one folder: the second resumes (steps go on) and both evaluate in-loop."""
+    out, cache = tmp_path / "run", tmp_path / "crops.pt"
+    argv = ["--stage", "base", "--data", str(EXAMPLE.parent), "--cache", str(cache), "--n-crops", "8",
+            "--crop", "64", "--batch", "2", "--budget-minutes", "0.05", "--log-every", "1",
+            "--eval-every", "3", "--eval-dir", str(EXAMPLE.parent), "--eval-images", "1", "--out", str(out)]
+    loop.main(argv)
+    first = torch.load(out / "last.pt", weights_only=False)["step"]
+    assert first >= 1 and cache.exists()
+    loop.main([*argv[:-4], "--budget-minutes", "0.1", "--out", str(out)])
+    second = torch.load(out / "last.pt", weights_only=False)["step"]
+    assert second > first
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    evals = [r for r in records if r.get("event") == "eval"]
+    assert len(evals) >= 2 and all(len(r["bpp"]) == 3 for r in evals)
+    assert [r["step"] for r in records if "loss" in r] == sorted(r["step"] for r in records if "loss" in r)
