@@ -14,11 +14,21 @@ renders x_bar = x_hat_1 + (1 - beta) * r (Eq. 9), clamped to [0, 1] only at the 
 
 The encoder derives its reconstruction with exactly the decoder's functions, so
 ``decompress(compress(x).data)`` equals ``compress(x).render(beta)`` pixel for pixel.
+
+Images over 4 megapixels run ``g_a`` and ``g_s`` + the residual reconstruction tile by
+tile, with enough overlap that the result equals the untiled one up to float rounding
+(``rdcodec.model.tiling``); the tiling depends only on the image size.
+
+``compress`` and ``decompress`` take an optional ``timings`` dict that receives the wall
+seconds spent per stage (analysis, hyper, entropy, synthesis, residual, decision);
+``benchmarks/speed.py`` uses it.
 """
 
 from __future__ import annotations
 
 import math
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +39,7 @@ from .bitstream import container
 from .entropy import coder
 from .entropy.tables import Y_RANGE, Z_RANGE, scale_indices, snap_means
 from .errors import LimitError, WeightsError
+from .model import tiling
 from .model.rdc import CodingModel
 
 PAD = 64  # total downsampling of the hyper-latent z
@@ -46,7 +57,7 @@ class Reconstruction:
         if not 0.0 <= beta <= 1.0 or math.isnan(beta):
             raise ValueError(f"beta must be in [0, 1], got {beta}")
         x = self.x_hat_1 if self.r is None or beta == 1.0 else self.x_hat_1 + (1.0 - beta) * self.r
-        x = x[0].clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8)
+        x = x[0].clamp(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)  # in place after clamp's copy
         return x.permute(1, 2, 0).contiguous().cpu().numpy()
 
 
@@ -58,9 +69,35 @@ def _residual_helps(image: np.ndarray, x_hat_1: torch.Tensor, r: torch.Tensor) -
     The decoder needs no signal: the file simply has no residual layer.
     """
     rec = Reconstruction(x_hat_1, r)
-    ref = image.astype(np.int32)
-    err = [np.square(rec.render(b).astype(np.int32) - ref).sum() for b in (0.0, 1.0)]
+    err = [_squared_error(rec.render(b), image) for b in (0.0, 1.0)]
     return bool(err[0] < err[1])
+
+
+def _squared_error(a: np.ndarray, b: np.ndarray, rows: int = 256) -> int:
+    """Exact sum of squared differences of two uint8 images, a band of rows at a time (bounded memory)."""
+    return sum(int(np.square(a[i:i + rows].astype(np.int32) - b[i:i + rows]).sum(dtype=np.int64))
+               for i in range(0, a.shape[0], rows))
+
+
+class _Clock:
+    """``with clock("stage"):`` adds the block's wall seconds to ``timings[stage]`` (no-op without a dict)."""
+
+    def __init__(self, timings: dict[str, float] | None, device: torch.device) -> None:
+        self.timings = timings
+        self.sync = timings is not None and device.type == "cuda"
+
+    @contextmanager
+    def __call__(self, stage: str):
+        if self.timings is None:
+            yield
+            return
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self.sync:
+                torch.cuda.synchronize()
+            self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - t0
 
 
 @dataclass
@@ -99,27 +136,40 @@ class Codec:
         means, scales = self.m.s_params(y_hat)
         return snap_means(means), scale_indices(scales), scales
 
-    def _synthesize(self, y_hat: torch.Tensor, h: int, w: int):
-        x_hat, feats = self.m.model.g_s(y_hat)
-        return x_hat[..., :h, :w], feats
+    def _s_hat(self, s_sym: np.ndarray, s_means: torch.Tensor, igs: torch.Tensor) -> torch.Tensor:
+        return (torch.from_numpy(s_sym).float() + s_means).to(self.m.device) * igs
 
-    def _residual(self, s_sym: np.ndarray, s_means, igs, y_hat, feats, h, w) -> torch.Tensor:
-        s_hat = (torch.from_numpy(s_sym).float() + s_means).to(y_hat.device) * igs
-        r = self.m.model.residual_from(s_hat, y_hat, feats)
-        return r[..., :h, :w]
+    def _reconstruct(self, y_hat: torch.Tensor, s_hat: torch.Tensor | None, h: int, w: int,
+                     clock: _Clock) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``x_hat_1 = g_s(y_hat)`` and ``r = rrn(y_hat + dec(s_hat); f1, f2, f3)`` (None without
+        ``s_hat``), cropped to h x w; tiled for large images (:mod:`rdcodec.model.tiling`)."""
+        model = self.m.model
+        y_hat_2 = None
+        if s_hat is not None:
+            with clock("residual"):
+                y_hat_2 = y_hat + model.scalable.dec(s_hat)
+        return tiling.synthesis(model.g_s, model.rrn, y_hat, y_hat_2, h, w, clock)
 
     # ------------------------------------------------------------------ encode
     @torch.no_grad()
     def analyze(self, image: np.ndarray) -> Analysis:
-        """``y = g_a(x)`` of an (H, W, 3) uint8 image; independent of alpha, so reusable."""
+        """``y = g_a(x)`` of an (H, W, 3) uint8 image; independent of alpha, so reusable.
+
+        The image is padded to a multiple of 64 by edge replication; large images run
+        ``g_a`` tile by tile (:mod:`rdcodec.model.tiling`).
+        """
         h, w = image.shape[:2]
+        if tiling.is_tiled(h + (-h % PAD), w + (-w % PAD)):
+            padded = np.pad(image, ((0, -h % PAD), (0, -w % PAD), (0, 0)), mode="edge")
+            return Analysis(tiling.analysis(self.m.model.g_a, padded, self.m.device), h, w, image)
         x = torch.from_numpy(image.copy()).to(self.m.device).permute(2, 0, 1)[None].float() / 255.0
         x = F.pad(x, (0, -w % PAD, 0, -h % PAD), mode="replicate")
         return Analysis(self.m.model.g_a(x), h, w, image)
 
     @torch.no_grad()
     def compress(self, image: np.ndarray | Analysis, alpha: float, residual: bool = True,
-                 estimate: bool = False, reconstruct: bool = True, check_residual: bool = True) -> Compressed:
+                 estimate: bool = False, reconstruct: bool = True, check_residual: bool = True,
+                 timings: dict[str, float] | None = None) -> Compressed:
         """Code an (H, W, 3) uint8 image (or its :meth:`analyze` result) at rate ``alpha`` in [0, 1].
 
         ``reconstruct=False`` returns no reconstruction (``recon`` is None). With an image (or
@@ -127,39 +177,52 @@ class Codec:
         leaves the residual layer out when it would not improve beta = 0 over beta = 1 (see
         ``_residual_helps``); ``check_residual=False`` skips that (and the synthesis, when
         ``reconstruct`` is False too): enough to learn an upper bound of the size quickly.
+        ``timings``, when given, receives wall seconds per stage.
         """
         if not 0.0 <= alpha <= 1.0 or math.isnan(alpha):
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-        an = image if isinstance(image, Analysis) else self.analyze(image)
+        model, dev = self.m.model, self.m.device
+        clock = _Clock(timings, dev)
+        if isinstance(image, Analysis):
+            an = image
+        else:
+            with clock("analysis"):
+                an = self.analyze(image)
         y, h, w = an.y, an.height, an.width
         alpha_q = container.quantize_alpha(alpha)
-        model, dev = self.m.model, self.m.device
-        gains = self.m.gains(alpha_q / container.ALPHA_STEPS)
-        (gy, igy), (gz, igz), (gs, igs) = gains["y"], gains["z"], gains["s"]
 
-        yg = y * gy
-        z_sym = torch.round(model.h_a(yg) * gz).clamp_(-Z_RANGE, Z_RANGE).cpu().to(torch.int32)
-        mu, y_idx, scales = self._y_model(z_sym, igz)
-        y_sym = torch.round(yg.cpu() - mu).clamp_(-Y_RANGE, Y_RANGE)
-        y_hat = ((y_sym + mu).to(dev)) * igy
-        zc = z_sym[0].reshape(z_sym.shape[1], -1).numpy()
-        z_str = coder.encode_factorized(zc, self.m.z_pmf, Z_RANGE)
-        y_str = coder.encode_gaussian(y_sym.to(torch.int32).numpy(), y_idx)
-        base = container.join_strings(z_str, y_str)
+        with clock("hyper"):
+            gains = self.m.gains(alpha_q / container.ALPHA_STEPS)
+            (gy, igy), (gz, igz), (gs, igs) = gains["y"], gains["z"], gains["s"]
+            yg = y * gy
+            z_sym = torch.round(model.h_a(yg) * gz).clamp_(-Z_RANGE, Z_RANGE).cpu().to(torch.int32)
+            mu, y_idx, scales = self._y_model(z_sym, igz)
+            y_sym = torch.round(yg.cpu() - mu).clamp_(-Y_RANGE, Y_RANGE)
+            y_hat = ((y_sym + mu).to(dev)) * igy
+        with clock("entropy"):
+            zc = z_sym[0].reshape(z_sym.shape[1], -1).numpy()
+            z_str = coder.encode_factorized(zc, self.m.z_pmf, Z_RANGE)
+            y_str = coder.encode_gaussian(y_sym.to(torch.int32).numpy(), y_idx)
+            base = container.join_strings(z_str, y_str)
         check = residual and check_residual and an.image is not None
-        x_hat_1, feats = self._synthesize(y_hat, h, w) if (reconstruct or check) else (None, None)
+        synthesize = reconstruct or check
 
-        res_str, r, s_sym, s_scales = None, None, None, None
+        res_str, s_sym, s_scales, s_hat = None, None, None, None
         if residual:
-            sg = model.scalable.enc(y - y_hat) * gs
-            s_mu, s_idx, s_scales = self._s_model(y_hat)
-            s_sym = torch.round(sg.cpu() - s_mu).clamp_(-Y_RANGE, Y_RANGE).to(torch.int32).numpy()
-            res_str = coder.encode_gaussian(s_sym, s_idx)
-            if reconstruct or check:
-                r = self._residual(s_sym, s_mu, igs, y_hat, feats, h, w)
-                if check and not _residual_helps(an.image, x_hat_1, r):
+            with clock("residual"):
+                sg = model.scalable.enc(y - y_hat) * gs
+                s_mu, s_idx, s_scales = self._s_model(y_hat)
+                s_sym = torch.round(sg.cpu() - s_mu).clamp_(-Y_RANGE, Y_RANGE).to(torch.int32).numpy()
+                s_hat = self._s_hat(s_sym, s_mu, igs) if synthesize else None
+            with clock("entropy"):
+                res_str = coder.encode_gaussian(s_sym, s_idx)
+        x_hat_1, r = self._reconstruct(y_hat, s_hat, h, w, clock) if synthesize else (None, None)
+        if check and r is not None:
+            with clock("decision"):
+                if not _residual_helps(an.image, x_hat_1, r):
                     res_str, r, s_sym = None, None, None  # a residual that hurts is not worth its bytes
-        data = container.pack(self.weights_id, w, h, alpha_q, base, res_str)
+        with clock("entropy"):
+            data = container.pack(self.weights_id, w, h, alpha_q, base, res_str)
         est = None
         if estimate:
             est = {"z": _factorized_bits(model, z_sym), "y": _gaussian_bits(model, y_sym, scales)}
@@ -197,34 +260,46 @@ class Codec:
     # ------------------------------------------------------------------ decode
     @torch.no_grad()
     def decompress(self, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
-                   ignore_residual_errors: bool = False) -> tuple[Reconstruction, dict]:
-        """Decode ``data``; returns the reconstruction (render it at any beta) and notes."""
+                   ignore_residual_errors: bool = False,
+                   timings: dict[str, float] | None = None) -> tuple[Reconstruction, dict]:
+        """Decode ``data``; returns the reconstruction (render it at any beta) and notes.
+
+        ``timings``, when given, receives wall seconds per stage.
+        """
         head = container.parse_header(data)
         if head.width * head.height > max_pixels:
             raise LimitError(f"image is {head.width}x{head.height} = {head.width * head.height} pixels, "
                              f"over the limit of {max_pixels} (raise --max-pixels to allow it)")
         if head.weights_id != self.weights_id:
             raise WeightsError(_weights_mismatch(head.weights_id, self.weights_id, self.weights_name))
-        f = container.unpack(data, ignore_residual_errors=ignore_residual_errors)
-        notes = {"residual_dropped": f.residual_error} if f.residual_error else {}
         h, w = head.height, head.width
         hp, wp = h + (-h % PAD), w + (-w % PAD)
         model, dev = self.m.model, self.m.device
-        gains = self.m.gains(head.alpha)
-        (_, igy), (_, igz), (_, igs) = gains["y"], gains["z"], gains["s"]
+        clock = _Clock(timings, dev)
         N = model.config.N
-        z_str, y_str = container.split_strings(f.base)
-        zc = coder.decode_factorized(z_str, self.m.z_pmf, Z_RANGE, (hp // 64) * (wp // 64))
-        z_sym = torch.from_numpy(zc).reshape(1, N, hp // 64, wp // 64)
-        mu, y_idx, _ = self._y_model(z_sym, igz)
-        y_sym = coder.decode_gaussian(y_str, y_idx)
-        y_hat = ((torch.from_numpy(y_sym).float() + mu).to(dev)) * igy
-        x_hat_1, feats = self._synthesize(y_hat, h, w)
-        r = None
+        with clock("entropy"):
+            f = container.unpack(data, ignore_residual_errors=ignore_residual_errors)
+            notes = {"residual_dropped": f.residual_error} if f.residual_error else {}
+            z_str, y_str = container.split_strings(f.base)
+            zc = coder.decode_factorized(z_str, self.m.z_pmf, Z_RANGE, (hp // 64) * (wp // 64))
+        with clock("hyper"):
+            gains = self.m.gains(head.alpha)
+            (_, igy), (_, igz), (_, igs) = gains["y"], gains["z"], gains["s"]
+            z_sym = torch.from_numpy(zc).reshape(1, N, hp // 64, wp // 64)
+            mu, y_idx, _ = self._y_model(z_sym, igz)
+        with clock("entropy"):
+            y_sym = coder.decode_gaussian(y_str, y_idx)
+        with clock("hyper"):
+            y_hat = ((torch.from_numpy(y_sym).float() + mu).to(dev)) * igy
+        s_hat = None
         if f.residual is not None:
-            s_mu, s_idx, _ = self._s_model(y_hat)
-            s_sym = coder.decode_gaussian(f.residual, s_idx)
-            r = self._residual(s_sym, s_mu, igs, y_hat, feats, h, w)
+            with clock("residual"):
+                s_mu, s_idx, _ = self._s_model(y_hat)
+            with clock("entropy"):
+                s_sym = coder.decode_gaussian(f.residual, s_idx)
+            with clock("residual"):
+                s_hat = self._s_hat(s_sym, s_mu, igs)
+        x_hat_1, r = self._reconstruct(y_hat, s_hat, h, w, clock)
         return Reconstruction(x_hat_1, r), notes
 
 

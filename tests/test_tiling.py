@@ -1,0 +1,129 @@
+"""Tiled transforms for large images (rdcodec.model.tiling), checked on a small image by
+forcing tiling with a small tile size."""
+
+import contextlib
+
+import numpy as np
+import pytest
+import torch
+
+from rdcodec.codec import PAD
+from rdcodec.model import tiling
+
+from .conftest import psnr
+
+H, W = 180, 250  # pads to 192 x 256: a 12 x 16 latent grid, not a multiple of the tile
+FORCED_TILE = 6  # latent positions: 2 x 3 tiles, each with interior and border edges
+
+
+def _no_clock(_stage):
+    return contextlib.nullcontext()
+
+
+@pytest.fixture(scope="module")
+def image(example):
+    return np.ascontiguousarray(example[100:100 + H, 200:200 + W])
+
+
+def _force(mp: pytest.MonkeyPatch) -> None:
+    """Tile every image, with small tiles."""
+    mp.setattr(tiling, "MIN_TILED_PIXELS", 0)
+    mp.setattr(tiling, "TILE", FORCED_TILE)
+
+
+@pytest.fixture
+def forced(monkeypatch):
+    _force(monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def untiled(codec, image):
+    an = codec.analyze(image)
+    c = codec.compress(an, 0.5)
+    recon, _ = codec.decompress(c.data)
+    return an, c, recon
+
+
+@pytest.fixture(scope="module")
+def tiled(codec, image):
+    with pytest.MonkeyPatch.context() as mp:
+        _force(mp)
+        c = codec.compress(image, 0.5)
+        recon, notes = codec.decompress(c.data)
+    return c, recon, notes
+
+
+def test_spans_partition_evenly():
+    for n in (1, 7, 64, 65, 250, 376):
+        s = tiling.spans(n, 64)
+        assert s[0][0] == 0 and s[-1][1] == n
+        assert all(b == c for (_, b), (c, _) in zip(s, s[1:]))
+        sizes = [b - a for a, b in s]
+        assert max(sizes) <= 64 and max(sizes) - min(sizes) <= 1
+    assert len(list(tiling.tiles(16, 24, tiled=False))) == 1
+
+
+def test_threshold():
+    """Kodak-size and up to 4 MP images run whole (unchanged bytes); a 24 MP one is tiled."""
+    assert not tiling.is_tiled(512, 768)
+    assert not tiling.is_tiled(2048, 2048)
+    assert tiling.is_tiled(2048, 2112)
+    hp, wp = 4000 + (-4000 % PAD), 6000 + (-6000 % PAD)
+    assert tiling.is_tiled(hp, wp)
+    assert len(list(tiling.tiles(hp // 16, wp // 16, tiled=True))) == 4 * 6
+
+
+def test_tiled_analysis_equals_untiled(codec, image, untiled, forced):
+    y = codec.analyze(image).y
+    assert torch.allclose(y, untiled[0].y, rtol=0, atol=1e-4), (y - untiled[0].y).abs().max()
+
+
+def test_tiled_synthesis_equals_untiled(codec, untiled, forced):
+    y_hat = torch.round(untiled[0].y)
+    y_hat_2 = y_hat * 0.9
+    m = codec.m.model
+    x1, r1 = tiling.synthesis(m.g_s, m.rrn, y_hat, y_hat_2, H, W, _no_clock)
+    x0, feats = m.g_s(y_hat)
+    r0 = m.rrn(y_hat_2, feats)
+    assert x1.shape == r1.shape == (1, 3, H, W)
+    assert torch.allclose(x1, x0[..., :H, :W], rtol=0, atol=1e-4)
+    assert torch.allclose(r1, r0[..., :H, :W], rtol=0, atol=1e-4)
+
+
+def test_halo_below_the_receptive_field_is_wrong(codec, image, untiled, forced, monkeypatch):
+    """The halo is not larger than it must be: one latent position less changes the result."""
+    monkeypatch.setattr(tiling, "HALO", tiling.HALO - 1)
+    assert (codec.analyze(image).y - untiled[0].y).abs().max() > 1e-2
+
+
+def test_tiled_file_round_trip(image, untiled, tiled):
+    c, recon, notes = tiled
+    assert notes == {}
+    for beta in (0.0, 0.5, 1.0):
+        out = recon.render(beta)
+        np.testing.assert_array_equal(out, c.recon.render(beta))  # encoder and decoder agree exactly
+        ref = untiled[2].render(beta)
+        assert np.abs(out.astype(int) - ref).max() <= 1
+        assert abs(psnr(out, image) - psnr(ref, image)) < 0.05
+
+
+def test_tiled_bytes_are_deterministic(codec, image, tiled, forced):
+    """Same bytes again, and with one thread (the residual layer is kept, so the layer decision
+    after the synthesis cannot change them)."""
+    assert tiled[0].recon.r is not None
+    n = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        again = codec.compress(image, 0.5, reconstruct=False, check_residual=False).data
+    finally:
+        torch.set_num_threads(n)
+    assert again == tiled[0].data
+
+
+def test_timings_are_reported(codec, crop):
+    t_enc, t_dec = {}, {}
+    c = codec.compress(crop, 0.5, timings=t_enc)
+    codec.decompress(c.data, timings=t_dec)
+    assert {"analysis", "hyper", "entropy", "synthesis", "residual", "decision"} <= set(t_enc)
+    assert {"hyper", "entropy", "synthesis", "residual"} <= set(t_dec)
+    assert all(v >= 0 for v in (*t_enc.values(), *t_dec.values()))
