@@ -6,7 +6,16 @@ layer, and ``beta`` (machine vs human fidelity, at decode time). See ``rdcodec.a
 
 __version__ = "0.1.0"
 
-from .api import compress, decode, encode, info, strip  # noqa: E402
+from .api import (  # noqa: E402
+    ImageSource,
+    compress,
+    compress_to_psnr,
+    compress_to_size,
+    decode,
+    encode,
+    info,
+    strip,
+)
 from .errors import (  # noqa: E402
     BitstreamError,
     CorruptError,
@@ -18,7 +27,8 @@ from .errors import (  # noqa: E402
     WeightsError,
 )
 
-__all__ = ["encode", "decode", "info", "strip", "compress", "RdcError", "BitstreamError",
+__all__ = ["encode", "decode", "info", "strip", "compress", "compress_to_size", "compress_to_psnr",
+           "ImageSource", "RdcError", "BitstreamError",
            "CorruptError", "ImageError", "LimitError", "NotRdcError", "VersionError", "WeightsError",
            "__version__"]
 

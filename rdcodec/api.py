@@ -1,16 +1,20 @@
-"""The Python API: ``encode``, ``decode``, ``info`` and ``strip``.
+"""The Python API: ``encode``, ``decode``, ``info`` and ``strip``, and rate control.
 
     >>> import rdcodec
     >>> data = rdcodec.encode("kodim23.png", alpha=0.5)       # bytes of a .rdc file
     >>> img = rdcodec.decode(data, beta=0.25)                   # PIL.Image.Image (RGB)
     >>> rdcodec.info(data)["layers"]                            # {'header': 36, 'base': ..., 'residual': ...}
+    >>> c, alpha = rdcodec.compress_to_size("kodim23.png", 20_000)          # largest alpha that fits
+    >>> c, alpha, db = rdcodec.compress_to_psnr("kodim23.png", 30.0)       # smallest alpha reaching 30 dB
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, TypeAlias
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -18,11 +22,19 @@ from . import weights as _weights
 from .bitstream import container
 from .codec import DEFAULT_MAX_PIXELS, Codec, Compressed
 from .errors import RdcError
+from .eval.metrics import psnr
 from .image import load_rgb8
 from .model.rdc import CodingModel
 
+#: What ``encode`` and friends accept: a path, encoded image bytes, a PIL image or an HxWx3 uint8 array.
+ImageSource: TypeAlias = str | Path | bytes | Image.Image | np.ndarray
+
+#: Default tolerance of :func:`compress_to_psnr`, in dB above the target.
+PSNR_TOLERANCE = 0.1
+
 
 def resolve_device(device: str) -> str:
+    """``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when available) -> the device to use; raises if unavailable."""
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device not in ("cpu", "cuda"):
@@ -39,13 +51,71 @@ def get_codec(weights: str | None = None, device: str = "cpu") -> Codec:
     return Codec(CodingModel(model, z_pmf, resolve_device(device)), info.weights_id, info.name)
 
 
-def compress(image, alpha: float = 0.5, residual: bool = True, *, weights: str | None = None,
+def compress(image: ImageSource, alpha: float = 0.5, residual: bool = True, *, weights: str | None = None,
              device: str = "cpu", estimate: bool = False) -> Compressed:
     """Like :func:`encode`, but also returns the encoder's own reconstruction."""
     return get_codec(weights, device).compress(load_rgb8(image), alpha, residual, estimate)
 
 
-def encode(image, alpha: float = 0.5, residual: bool = True, *, weights: str | None = None,
+def compress_to_size(image: ImageSource, max_bytes: int, residual: bool = True, *, weights: str | None = None,
+                     device: str = "cpu") -> tuple[Compressed, float]:
+    """The largest alpha whose file fits in ``max_bytes`` (bisection on real coded sizes, within 2%).
+
+    Returns the file (with its reconstruction) and the alpha chosen; when even alpha = 0 is
+    too big, alpha 0 (the smallest file rdcodec can make). For a bpp target pass
+    ``int(bpp * width * height / 8)``.
+    """
+    return get_codec(weights, device).compress_to_size(load_rgb8(image), max_bytes, residual)
+
+
+def compress_to_psnr(image: ImageSource, target_psnr: float, residual: bool = True, *,
+                     weights: str | None = None, device: str = "cpu",
+                     tolerance: float = PSNR_TOLERANCE) -> tuple[Compressed, float, float]:
+    """The smallest alpha whose file decodes (at beta = 0) to at least ``target_psnr`` dB.
+
+    Bisection on alpha; every probe is a real encode whose reconstruction is the decoder's
+    output pixel for pixel (the encoder decodes its own symbols with the decoder's
+    functions), measured against ``image`` with :func:`rdcodec.eval.metrics.psnr`. It stops
+    at the first file within ``[target_psnr, target_psnr + tolerance]`` dB (about 6-8
+    encodes) or when alpha cannot be refined further. When the target is out of reach, the
+    nearest reachable quality: alpha 1 if even it stays below the target, alpha 0 if even
+    it is above. Returns the file, the alpha chosen and its PSNR at beta = 0.
+    """
+    if not 0.0 < target_psnr < 1e9:
+        raise ValueError(f"target PSNR must be a positive number of dB, got {target_psnr}")
+    if not tolerance > 0.0:
+        raise ValueError(f"tolerance must be positive, got {tolerance}")
+    codec = get_codec(weights, device)
+    img = load_rgb8(image)
+    an = codec.analyze(img)
+
+    def probe(a: float) -> tuple[Compressed, float]:
+        c = codec.compress(an, a, residual)
+        assert c.recon is not None
+        return c, psnr(img, c.recon.render(0.0))
+
+    best = probe(0.0)
+    if best[1] >= target_psnr:
+        return best[0], 0.0, best[1]
+    best = probe(1.0)
+    if best[1] < target_psnr:
+        return best[0], 1.0, best[1]
+    lo, hi = 0.0, 1.0  # quality at lo is below the target, at hi it is reached
+    for _ in range(16):  # the header stores alpha in 16 bits
+        if best[1] <= target_psnr + tolerance:
+            break
+        mid = (lo + hi) / 2
+        if container.quantize_alpha(mid) in (container.quantize_alpha(lo), container.quantize_alpha(hi)):
+            break
+        c, q = probe(mid)
+        if q >= target_psnr:
+            hi, best = mid, (c, q)
+        else:
+            lo = mid
+    return best[0], hi, best[1]
+
+
+def encode(image: ImageSource, alpha: float = 0.5, residual: bool = True, *, weights: str | None = None,
            device: str = "cpu") -> bytes:
     """Compress ``image`` (path, encoded bytes, PIL image or HxWx3 uint8 array) to .rdc bytes.
 
@@ -56,6 +126,7 @@ def encode(image, alpha: float = 0.5, residual: bool = True, *, weights: str | N
 
 
 def _as_bytes(data: bytes | str | Path) -> bytes:
+    """Bytes as they are; a path (or '-' for stdin) read."""
     if isinstance(data, (str, Path)):
         from .fileio import read_input
 
@@ -74,7 +145,7 @@ def decode(data: bytes | str | Path, beta: float | None = None, *, weights: str 
     return Image.fromarray(recon.render(0.0 if beta is None else float(beta)), "RGB")
 
 
-def info(data: bytes | str | Path) -> dict:
+def info(data: bytes | str | Path) -> dict[str, Any]:
     """Header fields and layer sizes of .rdc ``data`` or a path (layers are verified, nothing is decoded)."""
     data = _as_bytes(data)
     f = container.unpack(data, ignore_residual_errors=True)

@@ -16,20 +16,25 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
+from typing import NamedTuple
 
 from .errors import RdcError
 
-__all__ = ["Job", "plan", "run", "encode_file", "decode_file"]
+__all__ = ["Job", "Outcome", "Encoded", "plan", "run", "encode_file", "decode_file"]
 
 
 @dataclass(frozen=True)
 class Job:
+    """One file to code and where its result goes."""
+
     input: str
     output: str
 
 
 @dataclass(frozen=True)
 class Outcome:
+    """How one job ended."""
+
     job: Job
     message: str  # what was written, or why not
     ok: bool
@@ -46,7 +51,8 @@ def plan(kind: str, inputs: list[str], outdir: str) -> list[Job]:
     out = Path(outdir)
     if out.exists() and not out.is_dir():
         raise RdcError(f"{outdir} is a file; with several inputs -o must be a folder")
-    jobs, seen = [], {}
+    jobs: list[Job] = []
+    seen: dict[str, str] = {}
     for inp in inputs:
         target = str(out / (Path(inp).stem + suffix))
         if target in seen:
@@ -56,28 +62,41 @@ def plan(kind: str, inputs: list[str], outdir: str) -> list[Job]:
     return jobs
 
 
-def encode_file(input: str, output: str, alpha: float = 0.5, target_size: int | None = None,
-                target_bpp: float | None = None, residual: bool = True, weights: str | None = None,
-                device: str = "cpu", force: bool = False) -> tuple[bytes, float, int | None]:
-    """Encode one file; a target size (bytes) or bpp picks alpha by bisection on real sizes.
+class Encoded(NamedTuple):
+    """What :func:`encode_file` wrote and how it chose alpha."""
 
-    Returns the file's bytes, the alpha used and the byte target (None without one).
+    data: bytes
+    alpha: float
+    max_bytes: int | None = None   # the byte target of --target-size / --target-bpp
+    psnr: float | None = None      # PSNR at beta = 0 of the file chosen for --target-psnr
+
+
+def encode_file(input: str, output: str, alpha: float = 0.5, target_size: int | None = None,
+                target_bpp: float | None = None, target_psnr: float | None = None, residual: bool = True,
+                weights: str | None = None, device: str = "cpu", force: bool = False) -> Encoded:
+    """Encode one file; a target size (bytes) or bpp picks alpha by bisection on real sizes, a
+    target PSNR (dB at beta = 0) by bisection on real encodes.
     """
-    from .api import compress, get_codec
+    from .api import compress, compress_to_psnr, compress_to_size
     from .fileio import check_writable, read_input, write_atomic
     from .image import load_rgb8
 
     check_writable(output, force)
     source = read_input(input)
-    max_bytes = None
-    if target_size is not None or target_bpp is not None:
+    max_bytes, quality = None, None
+    if target_psnr is not None:
+        result, alpha, quality = compress_to_psnr(source, target_psnr, residual, weights=weights, device=device)
+    elif target_size is not None:
+        max_bytes = target_size
+        result, alpha = compress_to_size(source, max_bytes, residual, weights=weights, device=device)
+    elif target_bpp is not None:
         image = load_rgb8(source)
-        max_bytes = target_size if target_size is not None else int(target_bpp * image.shape[0] * image.shape[1] / 8)
-        result, alpha = get_codec(weights, device).compress_to_size(image, max_bytes, residual)
+        max_bytes = int(target_bpp * image.shape[0] * image.shape[1] / 8)
+        result, alpha = compress_to_size(image, max_bytes, residual, weights=weights, device=device)
     else:
         result = compress(source, alpha, residual, weights=weights, device=device)
     write_atomic(output, lambda f: f.write(result.data), force)
-    return result.data, alpha, max_bytes
+    return Encoded(result.data, alpha, max_bytes, quality)
 
 
 def decode_file(input: str, output: str, beta: float | None = None, max_pixels: int = 200_000_000,
@@ -120,8 +139,10 @@ def _one(kind: str, job: Job, options: dict) -> Outcome:
         warnings.simplefilter("always")
         try:
             if kind == "encode":
-                data, alpha, _ = encode_file(job.input, job.output, **options)
-                msg = f"{len(data)} bytes, alpha {alpha:.4f}"
+                enc = encode_file(job.input, job.output, **options)
+                msg = f"{len(enc.data)} bytes, alpha {enc.alpha:.4f}"
+                if enc.psnr is not None:
+                    msg += f", PSNR {enc.psnr:.2f} dB"
             else:
                 (w, h), notes = decode_file(job.input, job.output, **options)
                 msg = f"{w}x{h}" + (f" (residual layer not used: {notes['residual_dropped']})" if notes else "")
@@ -129,8 +150,8 @@ def _one(kind: str, job: Job, options: dict) -> Outcome:
             return Outcome(job, str(e), False)
         except ValueError as e:
             return Outcome(job, str(e), False)
-    notes = "; ".join(str(w.message) for w in caught if issubclass(w.category, ConversionWarning))
-    return Outcome(job, msg + (f" [warning: {notes}]" if notes else ""), True)
+    warned = "; ".join(str(w.message) for w in caught if issubclass(w.category, ConversionWarning))
+    return Outcome(job, msg + (f" [warning: {warned}]" if warned else ""), True)
 
 
 def run(kind: str, jobs: list[Job], options: dict, workers: int = 0,

@@ -13,7 +13,9 @@ import json
 import os
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -22,18 +24,19 @@ from .errors import RdcError
 from .image import ConversionWarning
 
 EXIT_ERROR, EXIT_INTERNAL = 1, 3
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _fail(message: str, code: int = EXIT_ERROR):
+def _fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
     click.echo(f"rdcodec: error: {message}", err=True)
     sys.exit(code)
 
 
-def handle_errors(fn):
+def handle_errors(fn: F) -> F:
     """One-line messages and exit codes instead of tracebacks."""
 
     @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
         quiet = kwargs.get("quiet", False)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -58,7 +61,7 @@ def handle_errors(fn):
                         if issubclass(w.category, ConversionWarning):
                             click.echo(f"rdcodec: warning: {w.message}", err=True)
 
-    return wrapper
+    return wrapper  # type: ignore[return-value]
 
 
 _UNITS = {"": 1, "B": 1, "KB": 1000, "MB": 1000 ** 2, "KIB": 1024, "MIB": 1024 ** 2, "K": 1000, "M": 1000 ** 2}
@@ -78,7 +81,7 @@ def parse_size(text: str) -> int:
     return int(value)
 
 
-def _common(fn):
+def _common(fn: F) -> F:
     fn = click.option("--weights", type=click.Path(dir_okay=False), default=None,
                       help="Weights file (.safetensors). Default: the shipped weights.")(fn)
     fn = click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu",
@@ -103,8 +106,9 @@ def main() -> None:
     """
 
 
-def _batch(kind: str, inputs: tuple[str, ...], output: str | None, options: dict, jobs: int, quiet: bool) -> None:
-    from .batch import plan, run
+def _batch(kind: str, inputs: tuple[str, ...], output: str | None, options: dict[str, Any], jobs: int,
+           quiet: bool) -> None:
+    from .batch import Outcome, plan, run
 
     if output is None:
         raise click.UsageError("several inputs need -o FOLDER")
@@ -113,7 +117,7 @@ def _batch(kind: str, inputs: tuple[str, ...], output: str | None, options: dict
     failed = []
     with click.progressbar(length=len(todo), label=f"{kind} {len(todo)} files", file=sys.stderr,
                            hidden=quiet) as bar:
-        def report(o):
+        def report(o: Outcome) -> None:
             bar.update(1)
             if not o.ok:
                 failed.append(o)
@@ -127,7 +131,8 @@ def _batch(kind: str, inputs: tuple[str, ...], output: str | None, options: dict
         _fail(f"{len(failed)} of {len(todo)} files failed")
 
 
-def _route(kind: str, inputs, output, options: dict, jobs: int, quiet: bool) -> tuple[str, str] | None:
+def _route(kind: str, inputs: tuple[str, ...], output: str | None, options: dict[str, Any], jobs: int,
+           quiet: bool) -> tuple[str, str] | None:
     """Run folder mode and return None, or return the single (input, output) with the default name."""
     many = len(inputs) > 1 or (output is not None and output != "-"
                                and (output.endswith(("/", os.sep)) or Path(output).is_dir()))
@@ -157,12 +162,17 @@ _verbose = click.option("-v", "--verbose", is_flag=True, help="Also print timing
               help="Pick alpha for this many bits per pixel at most (bisection on real sizes).")
 @click.option("--target-size", default=None, metavar="SIZE",
               help="Pick alpha for a file of at most SIZE: bytes, or with a unit (20KB, 1.5MB, 64KiB).")
+@click.option("--target-psnr", type=click.FloatRange(min=0.0, min_open=True), default=None, metavar="DB",
+              help="Pick the smallest alpha whose beta=0 decode reaches DB dB PSNR (within 0.1 dB; bisection "
+                   "on real encodes, each probe costs an encode).")
 @click.option("--no-residual", is_flag=True, help="Write the base layer only (machine-oriented image).")
 @_jobs
 @_verbose
 @_common
 @handle_errors
-def encode(inputs, output, alpha, target_bpp, target_size, no_residual, jobs, verbose, weights, device, force, quiet):
+def encode(inputs: tuple[str, ...], output: str | None, alpha: float, target_bpp: float | None,
+           target_size: str | None, target_psnr: float | None, no_residual: bool, jobs: int, verbose: bool,
+           weights: str | None, device: str, force: bool, quiet: bool) -> None:
     """Compress images (PNG, JPEG, ... or '-' for stdin) to .rdc files.
 
     \b
@@ -171,6 +181,7 @@ def encode(inputs, output, alpha, target_bpp, target_size, no_residual, jobs, ve
       rdcodec encode kodim23.png -a 0.9 -o hi.rdc    # higher rate
       rdcodec encode kodim23.png --no-residual       # base layer only
       rdcodec encode kodim23.png --target-size 20KB  # largest alpha that fits
+      rdcodec encode kodim23.png --target-psnr 30    # smallest alpha reaching 30 dB
       rdcodec encode photos/*.png -o out/            # many files, all cores, progress bar
       cat x.png | rdcodec encode - -o - > x.rdc
     """
@@ -180,25 +191,34 @@ def encode(inputs, output, alpha, target_bpp, target_size, no_residual, jobs, ve
 
     ctx = click.get_current_context()
     explicit_alpha = ctx.get_parameter_source("alpha") != click.core.ParameterSource.DEFAULT
-    targets = [t for t in (target_bpp, target_size) if t is not None]
+    targets = [t for t in (target_bpp, target_size, target_psnr) if t is not None]
     if len(targets) > 1 or (targets and explicit_alpha):
-        raise click.UsageError("give at most one of --alpha, --target-bpp and --target-size")
-    options = {"alpha": alpha, "target_size": parse_size(target_size) if target_size is not None else None,
-               "target_bpp": target_bpp, "residual": not no_residual, "weights": weights, "device": device,
-               "force": force}
+        raise click.UsageError("give at most one of --alpha, --target-bpp, --target-size and --target-psnr")
+    size = parse_size(target_size) if target_size is not None else None
+    options: dict[str, Any] = {"alpha": alpha, "target_size": size, "target_bpp": target_bpp,
+                               "target_psnr": target_psnr, "residual": not no_residual, "weights": weights,
+                               "device": device, "force": force}
     single = _route("encode", inputs, output, options, jobs, quiet)
     if single is None:
         return
     input, output = single
     t0 = time.perf_counter()
-    data, alpha, max_bytes = encode_file(input, output, **options)
+    data, alpha, max_bytes, quality = encode_file(input, output, **options)
     if not quiet:
-        from .api import info
+        from .api import PSNR_TOLERANCE, info
 
         i = info(data)
         if max_bytes is not None:
             note = "" if len(data) <= max_bytes else " (the smallest file rdcodec can make)"
             click.echo(f"target {max_bytes} bytes: chose alpha {alpha:.4f} -> {len(data)} bytes{note}", err=True)
+        if quality is not None and target_psnr is not None:
+            note = ""
+            if quality < target_psnr:
+                note = " (out of reach: the best rdcodec can do)"
+            elif alpha == 0.0 and quality > target_psnr + PSNR_TOLERANCE:
+                note = " (already above the target at the smallest file rdcodec can make)"
+            click.echo(f"target {target_psnr:g} dB: chose alpha {alpha:.4f} -> {quality:.2f} dB PSNR at beta 0, "
+                       f"{i['bpp']:.4f} bpp{note}", err=True)
         if output != "-":
             click.echo(f"{output}: {i['width']}x{i['height']}, alpha {alpha:g}, {i['bytes']} bytes, "
                        f"{i['bpp']:.4f} bpp", err=True)
@@ -222,7 +242,9 @@ def encode(inputs, output, alpha, target_bpp, target_size, no_residual, jobs, ve
 @_verbose
 @_common
 @handle_errors
-def decode(inputs, output, beta, max_pixels, ignore_residual_errors, jobs, verbose, weights, device, force, quiet):
+def decode(inputs: tuple[str, ...], output: str | None, beta: float | None, max_pixels: int,
+           ignore_residual_errors: bool, jobs: int, verbose: bool, weights: str | None, device: str, force: bool,
+           quiet: bool) -> None:
     """Decompress .rdc files to images.
 
     \b
@@ -236,8 +258,9 @@ def decode(inputs, output, beta, max_pixels, ignore_residual_errors, jobs, verbo
 
     from .batch import decode_file
 
-    options = {"beta": beta, "max_pixels": max_pixels, "ignore_residual_errors": ignore_residual_errors,
-               "weights": weights, "device": device, "force": force}
+    options: dict[str, Any] = {"beta": beta, "max_pixels": max_pixels,
+                               "ignore_residual_errors": ignore_residual_errors, "weights": weights,
+                               "device": device, "force": force}
     single = _route("decode", inputs, output, options, jobs, quiet)
     if single is None:
         return
@@ -257,7 +280,7 @@ def decode(inputs, output, beta, max_pixels, ignore_residual_errors, jobs, verbo
 @click.argument("input", metavar="INPUT")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @handle_errors
-def info(input, as_json):
+def info(input: str, as_json: bool) -> None:
     """Show the size, alpha, layers and bits per pixel of an .rdc file.
 
     \b
@@ -286,7 +309,7 @@ def info(input, as_json):
 @click.option("-o", "--output", required=True, help="Output .rdc file ('-' for stdout).")
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing output file.")
 @handle_errors
-def strip(input, output, force):
+def strip(input: str, output: str, force: bool) -> None:
     """Drop the residual layer, keeping the base layer bit for bit.
 
     \b
@@ -324,7 +347,8 @@ def _floats(text: str, name: str) -> list[float]:
               help="TFLite classifier for --labels (needs ai-edge-litert), e.g. mobilenet_v2_1.0_224_quant.tflite.")
 @_common
 @handle_errors
-def evaluate(folder, alphas, betas, json_path, plot_path, labels, classifier, weights, device, force, quiet):
+def evaluate(folder: str, alphas: str, betas: str, json_path: str | None, plot_path: str | None, labels: str | None,
+             classifier: str | None, weights: str | None, device: str, force: bool, quiet: bool) -> None:
     """Measure bpp, PSNR and MS-SSIM (and accuracy) on a folder of your images.
 
     \b
@@ -343,7 +367,7 @@ def evaluate(folder, alphas, betas, json_path, plot_path, labels, classifier, we
         if path:
             check_writable(path, force)
     label_map, clf = None, None
-    if labels:
+    if labels and classifier:
         import csv
 
         with open(labels, newline="") as f:

@@ -27,7 +27,7 @@ def check_writable(path: str, force: bool) -> None:
         raise RdcError(f"output folder does not exist: {Path(path).parent}")
 
 
-def write_atomic(path: str, writer: Callable[[BinaryIO], None], force: bool = False) -> None:
+def write_atomic(path: str, writer: Callable[[BinaryIO], object], force: bool = False) -> None:
     """Call ``writer(fileobj)`` on a temporary file and move it to ``path`` when it succeeds."""
     if path == "-":
         writer(sys.stdout.buffer)

@@ -32,6 +32,8 @@ def _accept(prefix: bytes) -> bool:
 
 
 class RdcImageFile(ImageFile.ImageFile):
+    """An opened ``.rdc`` file: the header is read at open, the image decoded on ``load()``."""
+
     format = FORMAT
     format_description = "rdcodec learned image codec"
 
@@ -39,6 +41,7 @@ class RdcImageFile(ImageFile.ImageFile):
     weights: str | None = None
 
     def _open(self) -> None:
+        assert self.fp is not None
         head = self.fp.read(container.HEADER_SIZE)
         try:
             h = container.parse_header(head)
@@ -50,16 +53,20 @@ class RdcImageFile(ImageFile.ImageFile):
         self.info["residual"] = h.has_residual
         self.tile = [ImageFile._Tile("rdc", (0, 0) + self.size, 0, ())]
 
-    def load(self):
+    def load(self) -> Image.core.PixelAccess | None:
+        """Decode at ``self.beta`` with ``self.weights`` (set them before the first load)."""
         if self.tile:  # pass the current options to the decoder
             self.tile = [t._replace(args=(self.beta, self.weights)) for t in self.tile]
         return super().load()
 
 
 class RdcDecoder(ImageFile.PyDecoder):
+    """Pillow decoder that reads the whole file and decodes it with :func:`rdcodec.decode`."""
+
     _pulls_fd = True
 
-    def decode(self, buffer: bytes | Image.SupportsArrayInterface) -> tuple[int, int]:
+    def decode(self, buffer: bytes | bytearray | memoryview | Image.SupportsArrayInterface) -> tuple[int, int]:
+        """Decode the file behind ``self.fd`` (``buffer`` is unused: the decoder pulls the file)."""
         from .api import decode
 
         beta, weights = self.args
@@ -79,6 +86,7 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
 
 
 def register() -> None:
+    """Register the RDC format with Pillow (opener, decoder, saver, ``.rdc`` extension, MIME type)."""
     Image.register_open(FORMAT, RdcImageFile, _accept)
     Image.register_decoder("rdc", RdcDecoder)
     Image.register_save(FORMAT, _save)

@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+import rdcodec
 from rdcodec.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -179,6 +180,60 @@ def test_target_below_reach_uses_alpha_zero(tmp_path, png):
 
 def test_target_and_alpha_conflict(png):
     assert run("encode", png, "--alpha", "0.3", "--target-bpp", "0.5").exit_code == 2
+
+
+@pytest.mark.parametrize("other", [["--alpha", "0.3"], ["--target-size", "2KB"], ["--target-bpp", "0.5"]])
+def test_target_psnr_conflicts_are_usage_errors(tmp_path, png, other):
+    r = run("encode", png, "--target-psnr", "30", *other, "-o", tmp_path / "x.rdc")
+    assert r.exit_code == 2 and "at most one of" in r.output and not (tmp_path / "x.rdc").exists()
+
+
+def _decoded_psnr(path, original) -> float:
+    from rdcodec.eval.metrics import psnr
+
+    return psnr(original, np.asarray(rdcodec.decode(path.read_bytes(), beta=0)))
+
+
+def test_target_psnr_reaches_the_target_within_a_tenth_of_a_db(tmp_path, png, crop):
+    ends = []
+    for a in ("0", "1"):
+        p = tmp_path / f"a{a}.rdc"
+        run("encode", png, "-a", a, "-o", p, "-q")
+        ends.append(_decoded_psnr(p, crop))
+    target = round((ends[0] + ends[1]) / 2, 2)
+    out = tmp_path / "t.rdc"
+    r = run("encode", png, "--target-psnr", str(target), "-o", out)
+    assert r.exit_code == 0, r.output
+    got = _decoded_psnr(out, crop)  # a real decode of the written file
+    assert target <= got <= target + 0.1
+    alpha = json.loads(run("info", out, "--json").stdout)["alpha"]
+    assert 0 < alpha < 1
+    assert f"target {target:g} dB: chose alpha {alpha:.4f} -> {got:.2f} dB PSNR at beta 0" in r.output
+    assert "bpp" in r.output.splitlines()[0]
+
+
+@pytest.mark.parametrize("target,alpha,note", [("99", 1.0, "out of reach"), ("5", 0.0, "already above")])
+def test_target_psnr_out_of_reach_uses_the_nearest_end(tmp_path, png, target, alpha, note):
+    out = tmp_path / "t.rdc"
+    r = run("encode", png, "--target-psnr", target, "-o", out)
+    assert r.exit_code == 0 and note in r.output
+    assert json.loads(run("info", out, "--json").stdout)["alpha"] == alpha
+
+
+def test_target_psnr_in_the_python_api(crop):
+    from rdcodec.eval.metrics import psnr
+
+    c, alpha, db = rdcodec.compress_to_psnr(crop, 30.0, residual=False)
+    assert db == psnr(crop, np.asarray(rdcodec.decode(c.data)))
+    assert 30.0 <= db <= 30.1 and rdcodec.info(c.data)["alpha"] == pytest.approx(alpha, abs=1e-4)
+    assert rdcodec.info(c.data)["layers"]["residual"] == 0
+    with pytest.raises(ValueError):
+        rdcodec.compress_to_psnr(crop, -1.0)
+
+
+def test_target_size_in_the_python_api(crop):
+    c, alpha = rdcodec.compress_to_size(crop, 600)
+    assert 0.98 * 600 <= len(c.data) <= 600 and rdcodec.info(c.data)["alpha"] == pytest.approx(alpha, abs=1e-4)
 
 
 # ---------------------------------------------------------------- several files at once

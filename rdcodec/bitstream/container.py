@@ -41,6 +41,8 @@ ALPHA_STEPS = 65535
 
 @dataclass(frozen=True)
 class Header:
+    """The fields of the 36-byte header (see the layout above)."""
+
     weights_id: int
     width: int
     height: int
@@ -54,15 +56,19 @@ class Header:
 
     @property
     def alpha(self) -> float:
+        """The rate control in [0, 1], as stored (16 bits)."""
         return self.alpha_q / ALPHA_STEPS
 
     @property
     def has_residual(self) -> bool:
+        """Whether the encoder wrote a residual layer (it may since have been cut off)."""
         return bool(self.flags & FLAG_RESIDUAL)
 
 
 @dataclass(frozen=True)
 class RdcFile:
+    """A verified file split into its layers."""
+
     header: Header
     base: bytes
     residual: bytes | None        # None when absent, cut off or dropped
@@ -70,6 +76,7 @@ class RdcFile:
 
 
 def quantize_alpha(alpha: float) -> int:
+    """Alpha in [0, 1] -> the 16-bit ``alpha_q`` stored in the header."""
     return int(round(alpha * ALPHA_STEPS))
 
 
@@ -165,10 +172,12 @@ def _varint(n: int) -> bytes:
 
 
 def join_strings(z: bytes, y: bytes) -> bytes:
+    """The base layer: varint length of the z string, the z string, then the y string."""
     return _varint(len(z)) + z + y
 
 
 def split_strings(base: bytes) -> tuple[bytes, bytes]:
+    """Inverse of :func:`join_strings`: (z string, y string); raises ``CorruptError`` if malformed."""
     n, shift, i = 0, 0, 0
     while True:
         if i >= len(base) or shift > 28:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -68,7 +69,7 @@ def _pchip_integral(x: np.ndarray, y: np.ndarray, lo: float, hi: float) -> float
     return total
 
 
-def _prepare(x: Sequence[float], y: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+def _prepare(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     if x.shape != y.shape or x.ndim != 1 or len(x) < 2:
         raise ValueError("each curve needs at least two (rate, quality) points")
@@ -79,7 +80,8 @@ def _prepare(x: Sequence[float], y: Sequence[float]) -> tuple[np.ndarray, np.nda
     return x, y
 
 
-def _mean_gap(xa, ya, xb, yb) -> float:
+def _mean_gap(xa: Sequence[float] | np.ndarray, ya: Sequence[float] | np.ndarray,
+              xb: Sequence[float] | np.ndarray, yb: Sequence[float] | np.ndarray) -> float:
     xa, ya = _prepare(xa, ya)
     xb, yb = _prepare(xb, yb)
     lo, hi = max(xa[0], xb[0]), min(xa[-1], xb[-1])
@@ -88,24 +90,26 @@ def _mean_gap(xa, ya, xb, yb) -> float:
     return (_pchip_integral(xb, yb, lo, hi) - _pchip_integral(xa, ya, lo, hi)) / (hi - lo)
 
 
-def bd_rate(rate_a, quality_a, rate_b, quality_b) -> float:
+def bd_rate(rate_a: Sequence[float], quality_a: Sequence[float], rate_b: Sequence[float],
+            quality_b: Sequence[float]) -> float:
     """Average rate change of B relative to A at equal quality, in percent."""
     gap = _mean_gap(quality_a, np.log(rate_a), quality_b, np.log(rate_b))
     return (math.exp(gap) - 1.0) * 100.0
 
 
-def bd_quality(rate_a, quality_a, rate_b, quality_b) -> float:
+def bd_quality(rate_a: Sequence[float], quality_a: Sequence[float], rate_b: Sequence[float],
+               quality_b: Sequence[float]) -> float:
     """Average quality change of B relative to A at equal rate (e.g. BD-PSNR in dB)."""
     return _mean_gap(np.log(rate_a), quality_a, np.log(rate_b), quality_b)
 
 
-def bd_table(tests: dict[str, dict], anchors: dict[str, dict]) -> dict[str, dict]:
+def bd_table(tests: dict[str, dict[str, Any]], anchors: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """BD-rate and BD-PSNR of every test curve against every anchor curve.
 
     Curves are CompressAI-style ``results`` dicts with ``bpp`` and ``psnr-rgb`` lists. Keys of
     the result are ``"<test> vs <anchor>"``; a pair that does not overlap gets ``{"error": ...}``.
     """
-    table = {}
+    table: dict[str, dict[str, Any]] = {}
     for tname, t in tests.items():
         for aname, a in anchors.items():
             try:

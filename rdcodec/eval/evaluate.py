@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -39,7 +40,7 @@ def list_images(folder: str | Path) -> list[Path]:
 def evaluate_folder(folder: str | Path, alphas: Sequence[float], betas: Sequence[float], *,
                     weights: str | None = None, device: str = "cpu", labels: dict[str, int] | None = None,
                     classifier: Callable[[np.ndarray], list[int]] | None = None,
-                    progress: Callable[[int, int], None] | None = None) -> list[dict]:
+                    progress: Callable[[int, int], None] | None = None) -> list[dict[str, float]]:
     """Mean bpp, PSNR, MS-SSIM (and top-1/top-5 % when ``labels``/``classifier`` are given) per (α, β).
 
     ``labels`` maps file names to class indices; ``classifier`` maps an (H, W, 3) uint8 image
@@ -58,6 +59,7 @@ def evaluate_folder(folder: str | Path, alphas: Sequence[float], betas: Sequence
         label = labels.get(path.name) if labels else None
         for a in alphas:
             c = codec.compress(an, a)
+            assert c.recon is not None
             base_bytes = container.base_only_size(c.data)
             for b in betas:
                 dec = c.recon.render(b)
@@ -80,7 +82,7 @@ def evaluate_folder(folder: str | Path, alphas: Sequence[float], betas: Sequence
     return rows
 
 
-def to_compressai_json(rows: list[dict], beta: float, name: str) -> dict:
+def to_compressai_json(rows: list[dict[str, float]], beta: float, name: str) -> dict[str, Any]:
     """One β's rows as a CompressAI-style results document (``results`` of lists, by α)."""
     sel = sorted((r for r in rows if r["beta"] == beta), key=lambda r: r["alpha"])
     keys = [k for k in ("bpp", "psnr-rgb", "ms-ssim-rgb", "top1", "top5") if sel and k in sel[0]]
