@@ -108,6 +108,8 @@ def main(argv=None) -> None:
     ap.add_argument("--codecs", default="all", help="classical codecs to run ('all', 'none' or a comma list)")
     ap.add_argument("--weights", default=None)
     ap.add_argument("--limit", type=int, default=0, help="use only the first N images")
+    ap.add_argument("--previous", default="", help="comma list of classical codecs not run now but read from "
+                    "their JSON in --out (an earlier run, same images and settings); marked in summary.json")
     args = ap.parse_args(argv)
     images = classical.load_images(Path(args.folder), args.limit)
     out = Path(args.out)
@@ -144,8 +146,17 @@ def main(argv=None) -> None:
         others[cname] = classical.sweep(cname, images)
         (out / f"{cname}.json").write_text(json.dumps(others[cname], indent=1))
         print(f"{cname}: {time.time() - t:.0f}s", flush=True)
+    previous = {}
+    for cname in [c for c in args.previous.split(",") if c and c not in others]:
+        path = out / f"{cname}.json"
+        if path.exists():
+            others[cname] = json.loads(path.read_text())
+            previous[cname] = others[cname].get("description", "")
+        else:
+            print(f"--previous {cname}: no {path}, skipped")
     summary = {
         "weights": name, "images": len(images), "alpha": [float(a) for a in alphas],
+        "classical_from_earlier_run": sorted(previous),
         "bpp_strictly_increasing_every_image": all(
             all(b["bpp_beta0"] > a["bpp_beta0"] for a, b in zip(rows, rows[1:])) for rows in per_image),
         "beta0_above_beta1_every_image_and_alpha": all(

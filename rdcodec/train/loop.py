@@ -31,7 +31,6 @@ import math
 import signal
 import sys
 import time
-import tomllib
 from pathlib import Path
 
 import torch
@@ -102,6 +101,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap = build_parser()
     first = ap.parse_args(argv)
     if first.config:
+        try:
+            import tomllib  # Python >= 3.11
+        except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+            ap.error("--config needs Python 3.11 or newer (tomllib)")
         with open(first.config, "rb") as f:
             config = {k.replace("-", "_"): v for k, v in tomllib.load(f).items()}
         known = {a.dest for a in ap._actions}
