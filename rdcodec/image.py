@@ -10,13 +10,19 @@ RGB 8-bit          coded as is
 L / LA / P / PA    converted to RGB (grey or palette colours are kept exactly);
                    decoded output is RGB
 RGBA / LA / PA     the alpha channel is discarded (warning)
-I;16 / I / F       16-bit or float samples are reduced to 8 bits (warning)
+I;16 / I / F       16-bit or float samples are reduced to 8 bits, rounded (warning)
+16-bit RGB(A) PNG  Pillow keeps the high byte of each sample (warning)
 CMYK / YCbCr / ..  converted to RGB by Pillow (warning)
 EXIF orientation   applied before coding, so the decoded image is upright
+1x1, 1xN, Nx1      coded as is (the transform pads to a multiple of 64)
 =================  ==================================================================
 
-Images larger than 65535 pixels on a side, and files Pillow refuses (truncated files,
-non-images, decompression bombs), raise :class:`~rdcodec.errors.ImageError`.
+Images larger than 65535 pixels on a side, files Pillow refuses (truncated files,
+non-images) and images over Pillow's decompression-bomb limit
+(``PIL.Image.MAX_IMAGE_PIXELS``, 89,478,485 pixels by default) raise
+:class:`~rdcodec.errors.ImageError`. The bomb check reads only the header, so nothing is
+decompressed or allocated; Pillow itself would only warn below twice its limit and then
+decode.
 """
 
 from __future__ import annotations
@@ -40,14 +46,20 @@ class ConversionWarning(UserWarning):
 def open_image(source: str | Path | bytes) -> Image.Image:
     """Open and fully load an image file (path or bytes), with clear errors."""
     try:
-        im = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+        with warnings.catch_warnings():
+            # Pillow only warns between its limit and twice it, then decodes: refuse instead.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+        if im.mode in ("RGB", "RGBA") and any(";16" in str(t.args) for t in im.tile):
+            warnings.warn(f"16-bit {im.mode} image: samples reduced to 8 bits (high byte kept)",
+                          ConversionWarning, stacklevel=2)
         im.load()
         return im
     except FileNotFoundError:
         raise ImageError(f"no such file: {source}") from None
     except UnidentifiedImageError:
         raise ImageError("input is not an image Pillow can read") from None
-    except Image.DecompressionBombError as e:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageError(f"image refused as a possible decompression bomb: {e}") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageError(f"cannot read image: {e}") from None

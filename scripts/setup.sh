@@ -8,7 +8,7 @@ PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-if ! .venv/bin/python -c "import rdcodec, compressai, constriction, pytest" >/dev/null 2>&1; then
+if ! .venv/bin/python -c "import rdcodec, compressai, constriction, pytest, hypothesis" >/dev/null 2>&1; then
   .venv/bin/pip install --quiet --disable-pip-version-check torch==2.14.1 torchvision==0.29.1
   .venv/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
 fi

@@ -1,13 +1,19 @@
-"""Bounded mutation fuzzing of the container and the decoder: every input either decodes or
-raises an ``RdcError`` subclass, never anything else. Layers are also re-packed with valid
-checksums, so the range decoder itself sees arbitrary bytes."""
+"""Bounded fuzzing of the container and the decoder: every input either decodes or raises an
+``RdcError`` subclass, never anything else. Seeded byte mutations first, then hypothesis-built
+structured inputs (header fields, lying lengths, layers re-packed with valid checksums, so the
+range decoder itself sees arbitrary bytes). The long coverage-guided run is benchmarks/fuzz.py."""
 
 import random
+import struct
+import zlib
 
 import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
+import rdcodec
 from rdcodec.bitstream import container
-from rdcodec.errors import RdcError
+from rdcodec.errors import CorruptError, NotRdcError, RdcError, VersionError
 
 
 @pytest.fixture(scope="module")
@@ -66,3 +72,143 @@ def test_random_bytes_are_refused(codec):
     for n in (0, 1, 4, 35, 36, 37, 100, 1000):
         with pytest.raises(RdcError):
             codec.decompress(rng.randbytes(n))
+
+
+# ---------------------------------------------------------------- property-based (hypothesis)
+# Structured inputs instead of blind bytes: a valid header with one field replaced (header
+# checksum recomputed or not), lengths that lie, layers of arbitrary bytes with valid
+# checksums. Derandomized, so CI runs the same examples every time; the long run with
+# coverage guidance is benchmarks/fuzz.py (docs/robustness.md).
+
+BOUNDED = settings(derandomize=True, database=None, deadline=None, max_examples=300,
+                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+# (offset, size) of every header field but the magic and the header checksum
+FIELDS = {"version": (4, 1), "flags": (5, 1), "weights_id": (6, 4), "width": (10, 2), "height": (12, 2),
+          "alpha_q": (14, 2), "base_len": (16, 4), "base_crc": (20, 4), "residual_len": (24, 4),
+          "residual_crc": (28, 4)}
+
+
+def _fix_header_crc(b: bytearray) -> None:
+    b[32:36] = struct.pack("<I", zlib.crc32(bytes(b[:32])))
+
+
+@st.composite
+def header_mutants(draw, data: bytes):
+    """``data`` with one header field replaced (by an edge value, a near miss or anything)."""
+    b = bytearray(data)
+    off, size = FIELDS[draw(st.sampled_from(sorted(FIELDS)))]
+    old = int.from_bytes(b[off:off + size], "little")
+    top = (1 << (8 * size)) - 1
+    new = draw(st.one_of(st.sampled_from([0, 1, top, top >> 1]),
+                         st.integers(max(0, old - 4), min(top, old + 4)),
+                         st.integers(0, top)))
+    b[off:off + size] = new.to_bytes(size, "little")
+    if draw(st.integers(0, 9)):  # mostly keep the header checksum valid, so the check behind it runs
+        _fix_header_crc(b)
+    return bytes(b)
+
+
+@st.composite
+def byte_mutants(draw, data: bytes):
+    """Truncated, extended, or with bytes overwritten anywhere."""
+    b = bytearray(data)
+    kind = draw(st.sampled_from(["cut", "extend", "overwrite"]))
+    if kind == "cut":
+        return bytes(b[:draw(st.integers(0, len(b) - 1))])
+    if kind == "extend":
+        return bytes(b) + draw(st.binary(min_size=1, max_size=64))
+    for _ in range(draw(st.integers(1, 4))):
+        i = draw(st.integers(0, len(b) - 1))
+        b[i] = draw(st.integers(0, 255))
+    return bytes(b)
+
+
+@st.composite
+def repacked(draw, data: bytes, max_side: int = 160):
+    """Valid header and checksums around layers that lie: a small random size and alpha, and a
+    base layer (varint z length, z string, y string) and residual layer of arbitrary bytes or
+    edited copies of the real ones."""
+    f = container.unpack(data)
+    z, y = container.split_strings(f.base)
+
+    def edited(s: bytes) -> bytes:
+        choice = draw(st.sampled_from(["keep", "edit", "random", "cut"]))
+        if choice == "random":
+            return draw(st.binary(max_size=2 * len(s) + 8))
+        if choice == "cut":
+            return s[:draw(st.integers(0, len(s)))]
+        if choice == "edit" and s:
+            b = bytearray(s)
+            for _ in range(draw(st.integers(1, 3))):
+                b[draw(st.integers(0, len(b) - 1))] = draw(st.integers(0, 255))
+            return bytes(b)
+        return s
+
+    base = container.join_strings(edited(z), edited(y))
+    if draw(st.booleans()):  # or a base layer that is not even a valid split
+        base = draw(st.binary(max_size=64))
+    residual = draw(st.one_of(st.none(), st.just(f.residual), st.binary(max_size=64).map(bytes)))
+    if residual is not None and draw(st.booleans()):
+        residual = edited(residual)
+    w = draw(st.one_of(st.just(f.header.width), st.integers(1, max_side)))
+    h = draw(st.one_of(st.just(f.header.height), st.integers(1, max_side)))
+    return container.pack(f.header.weights_id, w, h, draw(st.integers(0, 65535)), base, residual)
+
+
+def _check_parse(data: bytes) -> None:
+    """The container's contract on any bytes: a verified split, or a specific error."""
+    for lenient in (False, True):
+        try:
+            f = container.unpack(data, ignore_residual_errors=lenient)
+        except (NotRdcError, VersionError, CorruptError) as e:
+            event(f"refused: {type(e).__name__}")
+            continue
+        event("split" + (" (residual dropped)" if f.residual_error else ""))
+        h = f.header
+        assert len(f.base) == h.base_len and zlib.crc32(f.base) == h.base_crc
+        assert f.residual is None or (len(f.residual) == h.residual_len and zlib.crc32(f.residual) == h.residual_crc)
+        if f.residual_error is None:  # a clean file is exactly what pack writes
+            assert container.pack(h.weights_id, h.width, h.height, h.alpha_q, f.base, f.residual) == data
+        else:
+            assert f.residual is None and h.has_residual
+    try:
+        i = rdcodec.info(data)
+        assert i["bytes"] == len(data) and i["width"] >= 1 and i["height"] >= 1
+    except (NotRdcError, VersionError, CorruptError):
+        pass
+
+
+def _check_decode(codec, data: bytes, max_pixels: int = 160 * 160) -> None:
+    """The decoder's contract on any bytes: an image of the declared size, or an RdcError."""
+    try:
+        recon, notes = codec.decompress(data, max_pixels=max_pixels, ignore_residual_errors=True)
+    except RdcError as e:
+        event(f"refused: {type(e).__name__}")  # pytest --hypothesis-show-statistics
+        return
+    event("decoded" + (" (residual dropped)" if notes else ""))
+    h = container.parse_header(data)
+    for beta in (0.0, 1.0):
+        out = recon.render(beta)
+        assert out.shape == (h.height, h.width, 3) and out.dtype.name == "uint8"
+    assert set(notes) <= {"residual_dropped"}
+
+
+@BOUNDED
+@given(st.data())
+def test_parser_contract_on_structured_inputs(valid, data):
+    source = data.draw(st.sampled_from(["header", "bytes", "repacked", "random"]))
+    if source == "random":
+        blob = data.draw(st.one_of(st.binary(max_size=200),
+                                   st.binary(max_size=200).map(lambda b: container.MAGIC + b)))
+    else:
+        blob = data.draw({"header": header_mutants, "bytes": byte_mutants, "repacked": repacked}[source](valid))
+    _check_parse(blob)
+
+
+@settings(BOUNDED, max_examples=60)
+@given(st.data())
+def test_decoder_contract_on_structured_inputs(codec, valid, data):
+    source = data.draw(st.sampled_from(["header", "bytes", "repacked", "repacked"]))
+    blob = data.draw({"header": header_mutants, "bytes": byte_mutants, "repacked": repacked}[source](valid))
+    _check_decode(codec, blob)
