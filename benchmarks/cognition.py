@@ -12,7 +12,14 @@ is MobileNetV2 1.0 (not the MobileNetV1 extractor used in training). Output: one
 codec/setting in ``--out`` with per-classifier top-1/top-5 (%) against bpp, ``bd_acc.json``
 (BD-Acc: mean accuracy gap over log-rate, PCHIP, like BD-PSNR) and ``accuracy.png``.
 
-    python benchmarks/cognition.py ../shared/data/imagenet_sample --protocol A --limit 200
+``--segmentation`` adds a second task: segmentation agreement. DeepLabV3-MobileNetV2 (PASCAL
+VOC, LiteRT, uint8) segments the decoded image and the uncompressed input (protocol A: the 224
+crop; protocol B: the image at native size), and each curve's results get ``miou-deeplabv3``:
+the mean over images of the per-image mIoU (%) of the first prediction against the second
+(``rdcodec.eval.metrics.miou``: classes present in either map). ``report`` then adds BD-mIoU
+(same BD integral) under ``bd_miou`` in ``bd_acc.json`` and plots ``segmentation.png``.
+
+    python benchmarks/cognition.py ../shared/data/imagenet_sample --protocol A --limit 200 --segmentation
 """
 
 from __future__ import annotations
@@ -36,11 +43,14 @@ import classical  # noqa: E402
 from rdcodec.api import get_codec  # noqa: E402
 from rdcodec.bitstream import container  # noqa: E402
 from rdcodec.eval.bjontegaard import bd_quality  # noqa: E402
-from rdcodec.vision.reference import Classifier, preprocess_center_crop  # noqa: E402
+from rdcodec.eval.metrics import miou  # noqa: E402
+from rdcodec.vision.reference import Classifier, Segmenter, preprocess_center_crop  # noqa: E402
 
 MODELS = Path(__file__).resolve().parents[2] / "shared" / "models"
 CLASSIFIERS = ["mobilenet_v2_1.0_224_quant", "tf2_mobilenet_v2_1.0_224_ptq", "mobilenet_v1_0.75_192_quant"]
 HEADLINE = CLASSIFIERS[0]
+SEGMENTER = "deeplabv3_mnv2_pascal_quant"
+SEG_KEY = "miou-deeplabv3"
 ALPHAS = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
 BETAS = [0.0, 0.25, 0.5, 0.75, 1.0]
 SETTINGS = {"jpeg": [5, 10, 20, 35, 50, 75, 90], "webp": [0, 10, 30, 50, 70, 86, 93],
@@ -58,14 +68,17 @@ def load_samples(folder: Path, limit: int) -> list[tuple[Path, int]]:
 
 
 class Tally:
-    """Top-1/top-5 hits and bits per (curve, setting) over images, for every classifier."""
+    """Top-1/top-5 hits, bits and (optionally) segmentation mIoU per (curve, setting) over images."""
 
     def __init__(self):
         self.rows: dict[str, dict] = {}
 
-    def add(self, curve: str, setting, bpp: float, image: np.ndarray, label: int, clfs: list[Classifier]):
-        cell = self.rows.setdefault(curve, {}).setdefault(setting, {"bpp": [], "hits": {}})
+    def add(self, curve: str, setting, bpp: float, image: np.ndarray, label: int, clfs: list[Classifier],
+            miou_value: float | None = None):
+        cell = self.rows.setdefault(curve, {}).setdefault(setting, {"bpp": [], "hits": {}, "miou": []})
         cell["bpp"].append(bpp)
+        if miou_value is not None:
+            cell["miou"].append(miou_value)
         for c in clfs:
             top5 = c.top5(image)
             h = cell["hits"].setdefault(c.name, {"top1": 0, "top5": 0})
@@ -80,6 +93,8 @@ class Tally:
         for clf in cells[settings[0]]["hits"]:
             for k in ("top1", "top5"):
                 out[f"{k}-{clf}"] = [100.0 * cells[s]["hits"][clf][k] / n for s in settings]
+        if all(len(cells[s]["miou"]) == n for s in settings):
+            out[SEG_KEY] = [100.0 * float(np.mean(cells[s]["miou"])) for s in settings]
         return out
 
 
@@ -106,10 +121,13 @@ def main(argv=None) -> None:
     ap.add_argument("--name", default="rdcodec", help="curve name for --weights")
     ap.add_argument("--codecs", default="jpeg,webp,hevc", help="classical codecs ('' for none)")
     ap.add_argument("--uncompressed", action="store_true", help="also measure the original images")
+    ap.add_argument("--segmentation", action="store_true",
+                    help=f"also record DeepLabV3 segmentation agreement ({SEG_KEY}, %%) against the original")
     args = ap.parse_args(argv)
 
     samples = load_samples(args.folder, args.limit)
     clfs = [Classifier(MODELS / f"{n}.tflite") for n in CLASSIFIERS]
+    seg = Segmenter(MODELS / f"{SEGMENTER}.tflite") if args.segmentation else None
     codec = get_codec(args.weights) if args.name else None
     names = [n for n in args.codecs.split(",") if n]
     tally = Tally()
@@ -120,15 +138,18 @@ def main(argv=None) -> None:
         src = crop if args.protocol == "A" else np.asarray(img.convert("RGB"))
         post = (lambda x: x) if args.protocol == "A" else (lambda x: preprocess_center_crop(Image.fromarray(x)))
         pixels = src.shape[0] * src.shape[1]
+        # segmentation agreement on what was coded (A: the crop, B: the native image), before `post`
+        ref_map = seg.predict(src) if seg is not None else None
+        agree = (lambda x, r=ref_map: miou(seg.predict(x), r)) if seg is not None else (lambda x: None)
         if args.uncompressed:
             tally.add("uncompressed", "original", 24.0, crop, label, clfs)
         if codec is not None:
             for b, a, bpp, dec in code_rdcodec(codec, src, ALPHAS, BETAS):
-                tally.add(f"{args.name}-beta{b:g}", a, bpp, post(dec), label, clfs)
+                tally.add(f"{args.name}-beta{b:g}", a, bpp, post(dec), label, clfs, agree(dec))
         for n in names:
             for q in SETTINGS[n]:
                 data, dec = classical.CODECS[n].code(src, q)
-                tally.add(n, q, 8 * len(data) / pixels, post(dec), label, clfs)
+                tally.add(n, q, 8 * len(data) / pixels, post(dec), label, clfs, agree(dec))
         if (i + 1) % 20 == 0 or i + 1 == len(samples):
             print(f"[{i + 1}/{len(samples)}] {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
 
@@ -139,13 +160,21 @@ def main(argv=None) -> None:
         doc = {"name": curve, "protocol": args.protocol, "images": res["images"],
                "description": f"ImageNet sample ({res['images']} images), protocol {args.protocol}",
                "classifiers": CLASSIFIERS, "results": res}
+        if SEG_KEY in res:
+            doc["segmenter"] = SEGMENTER
         (out / f"{curve}.json").write_text(json.dumps(doc, indent=1))
     print(f"wrote {len(tally.rows)} curves to {out}")
 
 
-def bd_acc_table(folder: Path, tests: list[str], anchors: list[str], clf: str = HEADLINE) -> dict:
-    """BD-Acc (top-1 points, mean over the shared log-rate range) of each test curve against each anchor."""
+def bd_acc_table(folder: Path, tests: list[str], anchors: list[str], clf: str = HEADLINE,
+                 key: str | None = None) -> dict:
+    """BD-Acc (top-1 points, mean over the shared log-rate range) of each test curve against each anchor.
+
+    ``key`` names another per-setting quality of the results instead of ``top1-<clf>``
+    (e.g. ``miou-deeplabv3`` for BD-mIoU); a curve without it gives an "n/a" entry.
+    """
     load = lambda n: json.loads((folder / f"{n}.json").read_text())["results"]  # noqa: E731
+    key = key or f"top1-{clf}"
     table = {}
     for t in tests:
         for a in anchors:
@@ -153,14 +182,21 @@ def bd_acc_table(folder: Path, tests: list[str], anchors: list[str], clf: str = 
                 continue
             try:
                 rt, ra = load(t), load(a)
-                table[f"{t} vs {a}"] = bd_quality(ra["bpp"], ra[f"top1-{clf}"], rt["bpp"], rt[f"top1-{clf}"])
+                for name, r in ((t, rt), (a, ra)):
+                    if key not in r:
+                        raise ValueError(f"{name} has no {key}")
+                table[f"{t} vs {a}"] = bd_quality(ra["bpp"], ra[key], rt["bpp"], rt[key])
             except (ValueError, FileNotFoundError) as e:
                 table[f"{t} vs {a}"] = f"n/a: {e}"
     return table
 
 
 def report(folder: Path, ours: str = "rdcodec", mse: str = "rdcodec-mse-v1") -> dict:
-    """BD-Acc table (headline classifier, top-1) and the accuracy plot for one protocol folder."""
+    """BD-Acc table (headline classifier, top-1) and the accuracy plot for one protocol folder.
+
+    Where curves carry ``miou-deeplabv3`` (``--segmentation``), also BD-mIoU (mIoU points, same
+    integral) of the same pairs under ``bd_miou`` and the plot ``segmentation.png``.
+    """
     curves = {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json")) if p.stem != "bd_acc"}
     anchors = [n for n in ("jpeg", "webp", "hevc", f"{ours}-beta0", f"{mse}-beta0", f"{mse}-beta1") if n in curves]
     tests = [n for n in (f"{ours}-beta1", f"{ours}-beta0") if n in curves]
@@ -168,8 +204,23 @@ def report(folder: Path, ours: str = "rdcodec", mse: str = "rdcodec-mse-v1") -> 
              "bd_acc": {clf: bd_acc_table(folder, tests, anchors, clf) for clf in CLASSIFIERS}}
     if "uncompressed" in curves:
         table["uncompressed"] = {k: v[0] for k, v in curves["uncompressed"]["results"].items() if k.startswith("top")}
+    segmented = {n: d for n, d in curves.items() if SEG_KEY in d["results"] and n != "uncompressed"}
+    if segmented:
+        table["segmenter"] = SEGMENTER
+        table["miou_metric"] = (f"{SEG_KEY}: mIoU (%) of the segmentation of the decoded image against that of "
+                                "the uncompressed input, per image over the classes present in either map, "
+                                "mean over images; BD-mIoU in mIoU points over the shared log-bpp range")
+        table["bd_miou"] = bd_acc_table(folder, tests, anchors, key=SEG_KEY)
     (folder / "bd_acc.json").write_text(json.dumps(table, indent=1))
 
+    title = f"ImageNet sample, protocol {folder.name[-1]}, {next(iter(curves.values()))['images']} images"
+    _plot(curves, f"top1-{HEADLINE}", f"top-1 (%), {HEADLINE}", title, ours, folder / "accuracy.png")
+    if segmented:
+        _plot(segmented, SEG_KEY, f"mIoU vs. original (%), {SEGMENTER}", title, ours, folder / "segmentation.png")
+    return table
+
+
+def _plot(curves: dict, key: str, ylabel: str, title: str, ours: str, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -178,7 +229,6 @@ def report(folder: Path, ours: str = "rdcodec", mse: str = "rdcodec-mse-v1") -> 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, doc in curves.items():
         r = doc["results"]
-        key = f"top1-{HEADLINE}"
         if name == "uncompressed":
             ax.axhline(r[key][0], color="k", ls=":", lw=1, label="uncompressed")
             continue
@@ -186,13 +236,13 @@ def report(folder: Path, ours: str = "rdcodec", mse: str = "rdcodec-mse-v1") -> 
         ax.plot(r["bpp"], r[key], style, ms=3, lw=1.2, label=name)
     ax.set_xscale("log")
     ax.set_xlabel("bits per pixel")
-    ax.set_ylabel(f"top-1 (%), {HEADLINE}")
-    ax.set_title(f"ImageNet sample, protocol {folder.name[-1]}, {next(iter(curves.values()))['images']} images")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(folder / "accuracy.png", dpi=120)
-    return table
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

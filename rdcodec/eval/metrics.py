@@ -7,6 +7,12 @@ Wang, Simoncelli & Bovik (2003) as used by CompressAI's evaluation: an 11-tap Ga
 terms on the first four scales and SSIM on the last, each clamped at 0; odd sides are
 zero-padded by one before pooling; channels are averaged (the conventions of ``pytorch_msssim``).
 Both sides must exceed 160 pixels (the fifth scale still needs an 11x11 window).
+
+``miou`` compares two per-pixel class maps (e.g. a segmenter's prediction on a decoded image
+against its prediction on the original): per class, IoU = |pred = c and ref = c| / |pred = c or
+ref = c|, averaged over the classes present in either map (a class absent from both is skipped,
+not counted as 1 or 0). One image at a time; a data set's figure is the mean of the per-image
+values (not one IoU over the pooled confusion matrix).
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["psnr", "ms_ssim", "MS_SSIM_MIN_SIDE"]
+__all__ = ["psnr", "ms_ssim", "miou", "MS_SSIM_MIN_SIDE"]
 
 _WEIGHTS = torch.tensor([0.0448, 0.2856, 0.3001, 0.2363, 0.1333], dtype=torch.float64)
 MS_SSIM_MIN_SIDE = 161
@@ -68,3 +74,27 @@ def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
     stack = torch.stack(levels)  # (5, 1, C)
     value = torch.prod(stack ** _WEIGHTS.view(-1, 1, 1), dim=0)
     return float(value.mean())
+
+
+def miou(pred: np.ndarray, ref: np.ndarray, num_classes: int = 21, ignore: int | None = 255) -> float:
+    """Mean IoU in [0, 1] of two integer class maps of equal shape, over the classes present in either.
+
+    Pixels where ``ref == ignore`` (PASCAL VOC's "void" label 255) are left out. Identical maps
+    give 1.0; a map that shares no class with the reference gives 0.0. Classes must lie in
+    ``[0, num_classes)``.
+    """
+    pred, ref = np.asarray(pred), np.asarray(ref)
+    if pred.shape != ref.shape:
+        raise ValueError(f"shapes differ: {pred.shape} vs {ref.shape}")
+    keep = ref != ignore if ignore is not None else np.ones(ref.shape, bool)
+    p, r = pred[keep].astype(np.int64), ref[keep].astype(np.int64)
+    if p.size == 0:
+        raise ValueError("no pixel to compare (every reference pixel is ignored)")
+    for name, m in (("pred", p), ("ref", r)):
+        if m.min() < 0 or m.max() >= num_classes:
+            raise ValueError(f"{name} has classes outside [0, {num_classes}): {m.min()}..{m.max()}")
+    conf = np.bincount(r * num_classes + p, minlength=num_classes ** 2).reshape(num_classes, num_classes)
+    inter = np.diag(conf)
+    union = conf.sum(0) + conf.sum(1) - inter
+    present = union > 0
+    return float(np.mean(inter[present] / union[present]))
