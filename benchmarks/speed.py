@@ -431,10 +431,14 @@ def main(argv=None) -> None:
     ap.add_argument("--reps-large", type=int, default=1, help="repetitions at 24 MP")
     ap.add_argument("--no-compressai-large", action="store_true",
                     help="skip CompressAI at 24 MP (it runs untiled: about 10 GB of memory)")
+    ap.add_argument("--sizes", default="kodak,24mp", help="image sizes to time: kodak, 24mp or both")
     ap.add_argument("--quick", action="store_true", help="Kodak size only, one repetition (smoke test)")
     args = ap.parse_args(argv)
+    sizes = {s for s in args.sizes.split(",") if s}
+    if not sizes or sizes - {"kodak", "24mp"}:
+        ap.error(f"--sizes takes kodak and/or 24mp, not {args.sizes!r}")
     if args.quick:
-        args.reps = 1
+        args.reps, sizes = 1, {"kodak"}
     threads = [int(t) for t in args.threads.split(",")]
     if not args.kodak.is_file():
         raise SystemExit(f"no such image: {args.kodak}")
@@ -446,12 +450,12 @@ def main(argv=None) -> None:
 
     doc = {"machine": machine_info(),
            "settings": {"alpha": args.alpha, "threads": threads, "reps": args.reps, "reps_large": args.reps_large,
-                        "quick": args.quick, "compressai_quality": COMPRESSAI_QUALITY},
+                        "quick": args.quick, "sizes": sorted(sizes), "compressai_quality": COMPRESSAI_QUALITY},
            "images": {}, "timing": [], "peak_rss": {}}
     with tempfile.TemporaryDirectory(prefix="rdc-speed-") as tmp:
         work = Path(tmp)
-        images = {"kodak": (str(args.kodak), args.reps)}
-        if not args.quick:
+        images = {"kodak": (str(args.kodak), args.reps)} if "kodak" in sizes else {}
+        if "24mp" in sizes:
             large = work / "mosaic-24mp.png"
             log("building the 24 MP mosaic")
             build_large_image(large, args.train)
@@ -478,7 +482,8 @@ def main(argv=None) -> None:
         log("entropy coding alone")
         doc["entropy"] = isolated(job_entropy, str(args.kodak), 0.5, args.reps)
     doc["wall_s"] = time.perf_counter() - t_start
-    path = args.out / ("speed-quick.json" if args.quick else "speed.json")
+    path = args.out / ("speed-quick.json" if args.quick else
+                       "speed.json" if sizes == {"kodak", "24mp"} else f"speed-{'-'.join(sorted(sizes))}.json")
     path.write_text(json.dumps(doc, indent=1) + "\n")
     print_summary(doc)
     print(f"\nwrote {path} ({doc['wall_s']:.0f} s)")
