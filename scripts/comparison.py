@@ -13,7 +13,7 @@ would be sent), then the same crop is cut from every decoded image:
 Each tile is labelled with the codec's setting, bpp and PSNR (dB, whole image, RGB). The
 grid is written to ``docs/img/comparison.png`` and a caption for the README is printed.
 
-    python scripts/comparison.py                  # defaults: ../shared/data/kodak, alpha 0.2
+    python scripts/comparison.py                  # defaults: ../shared/data/kodak, alpha 0.4
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from rdcodec.eval.metrics import psnr  # noqa: E402
 
 KODAK = ROOT.parent / "shared" / "data" / "kodak"
 OUT = ROOT / "docs" / "img" / "comparison.png"
-ALPHA = 0.2
+ALPHA = 0.4
 CROP = 256
 # image name -> top-left corner (x, y) of the crop: the blue macaw's head, the painted eye
 CROPS = {"kodim23": (56, 150), "kodim15": (360, 40)}

@@ -31,8 +31,8 @@ def preprocess_center_crop(img: Image.Image, short: int = 256, crop: int = 224) 
     return np.asarray(img.crop((left, top, left + crop, top + crop)))
 
 
-class Classifier:
-    """A uint8 TFLite image classifier run with LiteRT, one image at a time."""
+class _LiteRTModel:
+    """A TFLite file loaded into a LiteRT interpreter (one input, one output tensor)."""
 
     def __init__(self, path: str | Path, threads: int = 1):
         from ai_edge_litert.interpreter import Interpreter
@@ -42,6 +42,13 @@ class Classifier:
         self.it.allocate_tensors()
         self.inp = self.it.get_input_details()[0]
         self.out = self.it.get_output_details()[0]
+
+
+class Classifier(_LiteRTModel):
+    """A uint8 TFLite image classifier run with LiteRT, one image at a time."""
+
+    def __init__(self, path: str | Path, threads: int = 1):
+        super().__init__(path, threads)
         self.size = int(self.inp["shape"][1])
 
     def scores(self, image: np.ndarray) -> np.ndarray:
@@ -60,7 +67,7 @@ class Classifier:
         return [int(i) - offset for i in order]
 
 
-class Segmenter:
+class Segmenter(_LiteRTModel):
     """A uint8 TFLite semantic segmenter (DeepLabV3-MobileNetV2, PASCAL VOC) run with LiteRT.
 
     DeepLab's own preprocessing: the image is resized (bilinear) so that its longer side equals
@@ -72,13 +79,7 @@ class Segmenter:
     """
 
     def __init__(self, path: str | Path, threads: int = 1):
-        from ai_edge_litert.interpreter import Interpreter
-
-        self.name = Path(path).stem
-        self.it = Interpreter(str(path), num_threads=threads)
-        self.it.allocate_tensors()
-        self.inp = self.it.get_input_details()[0]
-        self.out = self.it.get_output_details()[0]
+        super().__init__(path, threads)
         _, self.height, self.width, _ = (int(v) for v in self.inp["shape"])
         scale, zero = self.inp["quantization"]
         if self.inp["dtype"] != np.uint8:
