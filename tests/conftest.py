@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,16 @@ from rdcodec.eval.metrics import psnr  # noqa: F401 - the package's PSNR, re-exp
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 EXAMPLE = ROOT / "examples" / "kodim23.png"
+
+
+def load_script(relpath: str):
+    """Import a script of the repository (``benchmarks/classical.py`` ...) as a module by file path."""
+    path = ROOT / relpath
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module  # dataclasses look the module up while the class is being built
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="session")

@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from .conftest import psnr
+from .conftest import load_script, psnr
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_classical():
-    spec = importlib.util.spec_from_file_location("classical", ROOT / "benchmarks" / "classical.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["classical"] = module  # dataclasses look the module up while the class is being built
-    spec.loader.exec_module(module)
-    return module
-
-
-classical = load_classical()
+classical = load_script("benchmarks/classical.py")
 AVAILABLE = classical.available()
 
 

@@ -1,21 +1,14 @@
 """``scripts/comparison.py``: picking the classical codec's quality for a byte budget."""
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from .conftest import load_script
 
 
 @pytest.fixture(scope="module")
 def comparison():
-    spec = importlib.util.spec_from_file_location("comparison", ROOT / "scripts" / "comparison.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["comparison"] = module  # dataclasses look the module up while the class is being built
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/comparison.py")
 
 
 SIZES = {q: 100 + 10 * q for q in range(0, 101, 2)} | {40: 520, 42: 490}  # not monotone around 40
