@@ -52,25 +52,29 @@ def get_codec(weights: str | None = None, device: str = "cpu") -> Codec:
 
 
 def compress(image: ImageSource, alpha: float = 0.5, residual: bool = True, *, weights: str | None = None,
-             device: str = "cpu", estimate: bool = False) -> Compressed:
-    """Like :func:`encode`, but also returns the encoder's own reconstruction."""
-    return get_codec(weights, device).compress(load_rgb8(image), alpha, residual, estimate)
+             device: str = "cpu", estimate: bool = False, check_residual: bool = False,
+             reconstruct: bool = True) -> Compressed:
+    """Like :func:`encode`, but also returns the encoder's own reconstruction (unless
+    ``reconstruct=False``, which skips the synthesis)."""
+    return get_codec(weights, device).compress(load_rgb8(image), alpha, residual, estimate,
+                                               reconstruct=reconstruct, check_residual=check_residual)
 
 
 def compress_to_size(image: ImageSource, max_bytes: int, residual: bool = True, *, weights: str | None = None,
-                     device: str = "cpu") -> tuple[Compressed, float]:
+                     device: str = "cpu", check_residual: bool = False) -> tuple[Compressed, float]:
     """The largest alpha whose file fits in ``max_bytes`` (bisection on real coded sizes, within 2%).
 
     Returns the file (with its reconstruction) and the alpha chosen; when even alpha = 0 is
     too big, alpha 0 (the smallest file rdcodec can make). For a bpp target pass
     ``int(bpp * width * height / 8)``.
     """
-    return get_codec(weights, device).compress_to_size(load_rgb8(image), max_bytes, residual)
+    return get_codec(weights, device).compress_to_size(load_rgb8(image), max_bytes, residual,
+                                                       check_residual=check_residual)
 
 
 def compress_to_psnr(image: ImageSource, target_psnr: float, residual: bool = True, *,
-                     weights: str | None = None, device: str = "cpu",
-                     tolerance: float = PSNR_TOLERANCE) -> tuple[Compressed, float, float]:
+                     weights: str | None = None, device: str = "cpu", tolerance: float = PSNR_TOLERANCE,
+                     check_residual: bool = False) -> tuple[Compressed, float, float]:
     """The smallest alpha whose file decodes (at beta = 0) to at least ``target_psnr`` dB.
 
     Bisection on alpha; every probe is a real encode whose reconstruction is the decoder's
@@ -90,7 +94,7 @@ def compress_to_psnr(image: ImageSource, target_psnr: float, residual: bool = Tr
     an = codec.analyze(img)
 
     def probe(a: float) -> tuple[Compressed, float]:
-        c = codec.compress(an, a, residual)
+        c = codec.compress(an, a, residual, check_residual=check_residual)
         assert c.recon is not None
         return c, psnr(img, c.recon.render(0.0))
 
@@ -116,13 +120,15 @@ def compress_to_psnr(image: ImageSource, target_psnr: float, residual: bool = Tr
 
 
 def encode(image: ImageSource, alpha: float = 0.5, residual: bool = True, *, weights: str | None = None,
-           device: str = "cpu") -> bytes:
+           device: str = "cpu", check_residual: bool = False) -> bytes:
     """Compress ``image`` (path, encoded bytes, PIL image or HxWx3 uint8 array) to .rdc bytes.
 
     ``alpha`` in [0, 1] picks the rate (0 lowest, 1 highest); ``residual=False`` writes the
-    base layer only.
+    base layer only. ``check_residual=True`` decodes the file once more inside the encoder
+    and drops the residual layer if it would not improve beta = 0 (about 2x the encode time).
     """
-    return compress(image, alpha, residual, weights=weights, device=device).data
+    return compress(image, alpha, residual, weights=weights, device=device, check_residual=check_residual,
+                    reconstruct=False).data
 
 
 def _as_bytes(data: bytes | str | Path) -> bytes:

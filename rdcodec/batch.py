@@ -73,7 +73,8 @@ class Encoded(NamedTuple):
 
 def encode_file(input: str, output: str, alpha: float = 0.5, target_size: int | None = None,
                 target_bpp: float | None = None, target_psnr: float | None = None, residual: bool = True,
-                weights: str | None = None, device: str = "cpu", force: bool = False) -> Encoded:
+                weights: str | None = None, device: str = "cpu", force: bool = False,
+                check_residual: bool = False) -> Encoded:
     """Encode one file; a target size (bytes) or bpp picks alpha by bisection on real sizes, a
     target PSNR (dB at beta = 0) by bisection on real encodes.
     """
@@ -85,16 +86,20 @@ def encode_file(input: str, output: str, alpha: float = 0.5, target_size: int | 
     source = read_input(input)
     max_bytes, quality = None, None
     if target_psnr is not None:
-        result, alpha, quality = compress_to_psnr(source, target_psnr, residual, weights=weights, device=device)
+        result, alpha, quality = compress_to_psnr(source, target_psnr, residual, weights=weights, device=device,
+                                                  check_residual=check_residual)
     elif target_size is not None:
         max_bytes = target_size
-        result, alpha = compress_to_size(source, max_bytes, residual, weights=weights, device=device)
+        result, alpha = compress_to_size(source, max_bytes, residual, weights=weights, device=device,
+                                         check_residual=check_residual)
     elif target_bpp is not None:
         image = load_rgb8(source)
         max_bytes = int(target_bpp * image.shape[0] * image.shape[1] / 8)
-        result, alpha = compress_to_size(image, max_bytes, residual, weights=weights, device=device)
+        result, alpha = compress_to_size(image, max_bytes, residual, weights=weights, device=device,
+                                         check_residual=check_residual)
     else:
-        result = compress(source, alpha, residual, weights=weights, device=device)
+        result = compress(source, alpha, residual, weights=weights, device=device,
+                          check_residual=check_residual, reconstruct=False)
     write_atomic(output, lambda f: f.write(result.data), force)
     return Encoded(result.data, alpha, max_bytes, quality)
 

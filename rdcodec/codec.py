@@ -143,12 +143,11 @@ class Codec:
                      clock: _Clock) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``x_hat_1 = g_s(y_hat)`` and ``r = rrn(y_hat + dec(s_hat); f1, f2, f3)`` (None without
         ``s_hat``), cropped to h x w; tiled for large images (:mod:`rdcodec.model.tiling`)."""
-        model = self.m.model
         y_hat_2 = None
         if s_hat is not None:
             with clock("residual"):
-                y_hat_2 = y_hat + model.scalable.dec(s_hat)
-        return tiling.synthesis(model.g_s, model.rrn, y_hat, y_hat_2, h, w, clock)
+                y_hat_2 = y_hat + self.m.model.scalable.dec(s_hat)
+        return tiling.synthesis(self.m.g_s, self.m.rrn, y_hat, y_hat_2, h, w, clock)
 
     # ------------------------------------------------------------------ encode
     @torch.no_grad()
@@ -161,22 +160,23 @@ class Codec:
         h, w = image.shape[:2]
         if tiling.is_tiled(h + (-h % PAD), w + (-w % PAD)):
             padded = np.pad(image, ((0, -h % PAD), (0, -w % PAD), (0, 0)), mode="edge")
-            return Analysis(tiling.analysis(self.m.model.g_a, padded, self.m.device), h, w, image)
+            return Analysis(tiling.analysis(self.m.g_a, padded, self.m.device), h, w, image)
         x = torch.from_numpy(image.copy()).to(self.m.device).permute(2, 0, 1)[None].float() / 255.0
         x = F.pad(x, (0, -w % PAD, 0, -h % PAD), mode="replicate")
-        return Analysis(self.m.model.g_a(x), h, w, image)
+        return Analysis(self.m.g_a(x).contiguous(), h, w, image)  # decoder-side layout
 
     @torch.no_grad()
     def compress(self, image: np.ndarray | Analysis, alpha: float, residual: bool = True,
-                 estimate: bool = False, reconstruct: bool = True, check_residual: bool = True,
+                 estimate: bool = False, reconstruct: bool = True, check_residual: bool = False,
                  timings: dict[str, float] | None = None) -> Compressed:
         """Code an (H, W, 3) uint8 image (or its :meth:`analyze` result) at rate ``alpha`` in [0, 1].
 
-        ``reconstruct=False`` returns no reconstruction (``recon`` is None). With an image (or
-        its ``analyze`` result) and ``check_residual``, the encoder decodes its own file and
-        leaves the residual layer out when it would not improve beta = 0 over beta = 1 (see
-        ``_residual_helps``); ``check_residual=False`` skips that (and the synthesis, when
-        ``reconstruct`` is False too): enough to learn an upper bound of the size quickly.
+        ``reconstruct=False`` returns no reconstruction (``recon`` is None) and skips the
+        synthesis, the most expensive step. ``check_residual=True`` (with an image or its
+        ``analyze`` result) makes the encoder decode its own file and leave the residual layer
+        out when it would not improve beta = 0 over beta = 1 (see ``_residual_helps``); it costs
+        a synthesis. It is off by default since rdc-v3: the residual layer improved beta = 0 on
+        every Kodak image at every alpha (``benchmarks/results/kodak/summary.json``).
         ``timings``, when given, receives wall seconds per stage.
         """
         if not 0.0 <= alpha <= 1.0 or math.isnan(alpha):
@@ -231,7 +231,7 @@ class Codec:
         return Compressed(data, Reconstruction(x_hat_1, r) if reconstruct else None, est)
 
     def compress_to_size(self, image: np.ndarray, max_bytes: int, residual: bool = True,
-                         tolerance: float = 0.02) -> tuple[Compressed, float]:
+                         tolerance: float = 0.02, check_residual: bool = False) -> tuple[Compressed, float]:
         """The largest alpha whose file fits in ``max_bytes`` (bisection on real coded sizes).
 
         Stops when the file is within ``tolerance`` below the target. Returns the file and
@@ -240,7 +240,7 @@ class Codec:
         an = self.analyze(image)
 
         def size(a: float) -> int:
-            return len(self.compress(an, a, residual, reconstruct=False, check_residual=False).data)
+            return len(self.compress(an, a, residual, reconstruct=False).data)
 
         lo, hi = 0.0, 1.0
         if size(hi) <= max_bytes:
@@ -255,7 +255,7 @@ class Codec:
                         break
                 else:
                     hi = mid
-        return self.compress(an, lo, residual), lo
+        return self.compress(an, lo, residual, check_residual=check_residual), lo
 
     # ------------------------------------------------------------------ decode
     @torch.no_grad()

@@ -295,3 +295,15 @@ def test_folder_mode_does_not_overwrite(tmp_path, two_pngs):
     (out / "a.rdc").write_bytes(b"keep")
     res = run("encode", *two_pngs, "-o", out, "-j", "1")
     assert res.exit_code == 1 and (out / "a.rdc").read_bytes() == b"keep" and (out / "b.rdc").exists()
+
+
+def test_check_residual_flag_reaches_the_encoder(tmp_path, png, monkeypatch):
+    """--check-residual runs the encoder-side layer decision; a residual that would hurt is left out."""
+    from rdcodec import codec as codec_module
+
+    plain, checked = tmp_path / "plain.rdc", tmp_path / "checked.rdc"
+    monkeypatch.setattr(codec_module, "_residual_helps", lambda *a: False)
+    assert run("encode", png, "-o", plain).exit_code == 0
+    assert run("encode", png, "-o", checked, "--check-residual").exit_code == 0
+    assert json.loads(run("info", plain, "--json").stdout)["layers"]["residual"] > 0
+    assert json.loads(run("info", checked, "--json").stdout)["layers"]["residual"] == 0

@@ -174,11 +174,12 @@ def test_info_fields(coded):
 
 
 def test_residual_layer_is_dropped_when_it_would_hurt(codec, crop, monkeypatch):
-    """Encoder-side layer decision: a residual that lowers beta=0 quality is not written."""
+    """Encoder-side layer decision (check_residual=True): a residual that lowers beta=0 quality is
+    not written; without the check (the default) the encoder trusts the layer and writes it."""
     from rdcodec import codec as codec_module
     from rdcodec.bitstream import container
 
-    kept = codec.compress(crop, 0.5)
+    kept = codec.compress(crop, 0.5, check_residual=True)
     assert container.parse_header(kept.data).flags & 1  # the real residual helps on this crop
     real = codec_module.Codec._reconstruct
 
@@ -187,7 +188,8 @@ def test_residual_layer_is_dropped_when_it_would_hurt(codec, crop, monkeypatch):
         return x_hat_1, None if r is None else r + 0.3  # a residual that brightens everything: worse than none
 
     monkeypatch.setattr(codec_module.Codec, "_reconstruct", harmful)
-    out = codec.compress(crop, 0.5)
+    assert codec.compress(crop, 0.5).data == kept.data  # unchecked: written as usual
+    out = codec.compress(crop, 0.5, check_residual=True)
     assert not container.parse_header(out.data).flags & 1
     assert len(out.data) < len(kept.data)
     recon, _ = codec.decompress(out.data)

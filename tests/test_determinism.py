@@ -2,11 +2,12 @@
 
 Files are identical across thread counts (``test_codec.test_encode_is_thread_count_independent``):
 everything that reaches the entropy coder runs in float64 and is snapped to tables. The
-synthesis transforms run in float32, and oneDNN's 1x1 convolutions (inverse GDN, the residual
-branch's feature mixers) and MKL's GEMM split their sums by thread count, so ``x_hat_1`` and
-``r`` move by ~1e-6 and a sample sitting on a rounding boundary can land one level away.
-Measured on kodim23 (768x512, alpha 0 / 0.5 / 1, beta 0 / 0.5 / 1): at most 1 level, on at
-most 1.8e-5 of the samples. docs/robustness.md has the details.
+synthesis runs in float32 in its coding form (:mod:`rdcodec.model.fastpath`); on some tensor
+sizes oneDNN splits a transposed convolution's sums by thread count (here: the residual
+branch's first layer on this 128x192 crop, by ~4e-6), so ``r`` can move by ~1e-7 and a sample
+sitting on a rounding boundary can land one level away. On kodim23 (768x512, alpha 0 / 0.5 /
+1) the coding form is bit-identical across 1 and 2 threads; the training-time form was not
+(1 level on up to 1.8e-5 of the samples). docs/robustness.md has the details.
 """
 
 import numpy as np

@@ -32,6 +32,7 @@ import torch
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from torch import nn
 
+from .fastpath import coding_copy
 from .gain import LAMBDAS, GainUnit
 from .residual import ResidualPrior, ResidualReconstruction, ScalableTransform
 from .transforms import AnalysisTransform, HyperAnalysis, HyperSynthesis, SynthesisTransform
@@ -139,14 +140,19 @@ class CodingModel:
     """Coding-time view of a trained :class:`RDCModel`.
 
     Splits the model into what may run anywhere (the big transforms, in float32 on the
-    chosen device) and what must give bit-identical results on every machine (the paths
-    that produce probability models: ``h_s`` and the residual prior, run in float64 on the
-    CPU, with outputs snapped by :mod:`rdcodec.entropy.tables`).
+    chosen device, in the channels-last forms of :func:`.fastpath.coding_copy`) and what
+    must give bit-identical results on every machine (the paths that produce probability
+    models: ``h_s`` and the residual prior, run in float64 on the CPU, with outputs snapped
+    by :mod:`rdcodec.entropy.tables`).
     """
 
     def __init__(self, model: RDCModel, z_pmf: torch.Tensor, device: str = "cpu") -> None:
         self.model = model.eval().to(device)
         self.device = torch.device(device)
+        # the big transforms in their fast coding forms (same functions, :mod:`.fastpath`)
+        self.g_a = coding_copy(self.model.g_a)
+        self.g_s = coding_copy(self.model.g_s)
+        self.rrn = coding_copy(self.model.rrn)
         self.h_s64 = _cpu_double_copy(model.h_s)
         self.residual_prior64 = _cpu_double_copy(model.residual_prior)
         self.z_pmf = z_pmf.to(torch.float64).numpy()
