@@ -5,7 +5,7 @@ Training keeps the modules of :mod:`.transforms` (``nn.ConvTranspose2d``, compre
 copy used for coding, with two substitutions and channels-last memory layout (oneDNN's
 convolutions are 1.3-2.6x faster in it here; per-layer timings in ``docs/model.md``):
 
-* :class:`SubpixelDeconv` for the transposed convolutions with few output channels;
+* :class:`SubpixelDeconv` for the transposed convolutions with at most 96 output channels;
 * :class:`FastGDN` for (inverse) GDN, as one matrix product on channels-last data.
 
 Both are the same functions up to float summation order (``tests/test_fastpath.py``).
@@ -23,7 +23,7 @@ columns. The layer is therefore exactly a 3x3, stride-1 convolution with ``4 C_o
 outputs (one per phase pair ``(a, b)``) followed by ``pixel_shuffle(2)``: the same function
 up to float summation order. It is 2-2.4x faster than oneDNN's transposed convolution
 for the 3-channel output layers, and 1.3-1.5x slower for the wide ones, so only layers
-with at most :data:`SUBPIXEL_MAX_OUT` output channels are replaced.
+with at most :data:`SUBPIXEL_MAX_OUT` output channels are replaced (see there).
 """
 
 from __future__ import annotations
@@ -98,8 +98,12 @@ class FastGDN(nn.Module):
         return norm.mul_(v).view(b, h, w, c).permute(0, 3, 1, 2)
 
 
-#: Transposed convolutions with at most this many output channels become :class:`SubpixelDeconv`.
-SUBPIXEL_MAX_OUT = 8
+#: Transposed convolutions with at most this many output channels become :class:`SubpixelDeconv`:
+#: the 3-channel output layers (2-2.4x faster) and the residual branch's 96/64/32-channel layers,
+#: for determinism: at some sizes (8x12 and 10x10 latents) oneDNN's transposed convolution
+#: splits their sums by thread count, the sub-pixel form never did in a sweep of 10 sizes
+#: (1.4x slower on those layers, about 3% of a Kodak decode).
+SUBPIXEL_MAX_OUT = 96
 
 
 class ChannelsLast(nn.Module):
