@@ -61,15 +61,16 @@ def compress(image: ImageSource, alpha: float = 0.5, residual: bool = True, *, w
 
 
 def compress_to_size(image: ImageSource, max_bytes: int, residual: bool = True, *, weights: str | None = None,
-                     device: str = "cpu", check_residual: bool = False) -> tuple[Compressed, float]:
+                     device: str = "cpu", check_residual: bool = False,
+                     reconstruct: bool = True) -> tuple[Compressed, float]:
     """The largest alpha whose file fits in ``max_bytes`` (bisection on real coded sizes, within 2%).
 
-    Returns the file (with its reconstruction) and the alpha chosen; when even alpha = 0 is
-    too big, alpha 0 (the smallest file rdcodec can make). For a bpp target pass
+    Returns the file (with its reconstruction unless ``reconstruct=False``) and the alpha
+    chosen; when even alpha = 0 is too big, alpha 0 (the smallest file rdcodec can make). For a bpp target pass
     ``int(bpp * width * height / 8)``.
     """
     return get_codec(weights, device).compress_to_size(load_rgb8(image), max_bytes, residual,
-                                                       check_residual=check_residual)
+                                                       check_residual=check_residual, reconstruct=reconstruct)
 
 
 def compress_to_psnr(image: ImageSource, target_psnr: float, residual: bool = True, *,

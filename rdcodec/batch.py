@@ -91,12 +91,12 @@ def encode_file(input: str, output: str, alpha: float = 0.5, target_size: int | 
     elif target_size is not None:
         max_bytes = target_size
         result, alpha = compress_to_size(source, max_bytes, residual, weights=weights, device=device,
-                                         check_residual=check_residual)
+                                         check_residual=check_residual, reconstruct=False)
     elif target_bpp is not None:
         image = load_rgb8(source)
         max_bytes = int(target_bpp * image.shape[0] * image.shape[1] / 8)
         result, alpha = compress_to_size(image, max_bytes, residual, weights=weights, device=device,
-                                         check_residual=check_residual)
+                                         check_residual=check_residual, reconstruct=False)
     else:
         result = compress(source, alpha, residual, weights=weights, device=device,
                           check_residual=check_residual, reconstruct=False)

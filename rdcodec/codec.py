@@ -231,7 +231,8 @@ class Codec:
         return Compressed(data, Reconstruction(x_hat_1, r) if reconstruct else None, est)
 
     def compress_to_size(self, image: np.ndarray, max_bytes: int, residual: bool = True,
-                         tolerance: float = 0.02, check_residual: bool = False) -> tuple[Compressed, float]:
+                         tolerance: float = 0.02, check_residual: bool = False,
+                         reconstruct: bool = True) -> tuple[Compressed, float]:
         """The largest alpha whose file fits in ``max_bytes`` (bisection on real coded sizes).
 
         Stops when the file is within ``tolerance`` below the target. Returns the file and
@@ -255,7 +256,7 @@ class Codec:
                         break
                 else:
                     hi = mid
-        return self.compress(an, lo, residual, check_residual=check_residual), lo
+        return self.compress(an, lo, residual, reconstruct=reconstruct, check_residual=check_residual), lo
 
     # ------------------------------------------------------------------ decode
     @torch.no_grad()
