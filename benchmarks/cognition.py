@@ -19,7 +19,15 @@ the mean over images of the per-image mIoU (%) of the first prediction against t
 (``rdcodec.eval.metrics.miou``: classes present in either map). ``report`` then adds BD-mIoU
 (same BD integral) under ``bd_miou`` in ``bd_acc.json`` and plots ``segmentation.png``.
 
-    python benchmarks/cognition.py ../shared/data/imagenet_sample --protocol A --limit 200 --segmentation
+Every image's outcome (bpp and each classifier's top-5 per curve and setting) is appended to
+``--out/protocol<P>/records/<what>.<I>of<N>.jsonl`` as soon as it is measured, so a run that
+is stopped resumes where it was, ``--shard I/N`` splits the images over N processes (one per
+core), and the curve JSONs are always aggregated from all records in that folder. The records
+also give ``report`` paired-bootstrap 95% intervals of every BD-Acc (``bd_acc_ci95``).
+
+    python benchmarks/cognition.py ../shared/data/imagenet_sample --protocol A --uncompressed --shard 0/2 &
+    python benchmarks/cognition.py ../shared/data/imagenet_sample --protocol A --uncompressed --shard 1/2
+    python benchmarks/cognition.py --report benchmarks/results/imagenet/protocolA
 """
 
 from __future__ import annotations
@@ -42,7 +50,7 @@ import classical  # noqa: E402
 
 from rdcodec.api import get_codec  # noqa: E402
 from rdcodec.bitstream import container  # noqa: E402
-from rdcodec.eval.bjontegaard import bd_quality  # noqa: E402
+from rdcodec.eval.bjontegaard import bd_quality, bd_quality_interval  # noqa: E402
 from rdcodec.eval.metrics import miou  # noqa: E402
 from rdcodec.vision.reference import Classifier, Segmenter, preprocess_center_crop  # noqa: E402
 
@@ -67,35 +75,97 @@ def load_samples(folder: Path, limit: int) -> list[tuple[Path, int]]:
     return rows
 
 
-class Tally:
-    """Top-1/top-5 hits, bits and (optionally) segmentation mIoU per (curve, setting) over images."""
+def measure_image(path: Path, label: int, protocol: str, clfs: list[Classifier], seg: Segmenter | None,
+                  codec, name: str, codecs: list[str], uncompressed: bool) -> dict:
+    """One image's record: for every (curve, setting) the bpp, each classifier's top-5 and the mIoU.
 
-    def __init__(self):
-        self.rows: dict[str, dict] = {}
+    ``{"file", "label", "entries": [[curve, setting, bpp, {classifier: top5}, miou or None], ...]}``
+    """
+    img = Image.open(path)
+    crop = preprocess_center_crop(img)
+    src = crop if protocol == "A" else np.asarray(img.convert("RGB"))
+    post = (lambda x: x) if protocol == "A" else (lambda x: preprocess_center_crop(Image.fromarray(x)))
+    pixels = src.shape[0] * src.shape[1]
+    # segmentation agreement on what was coded (A: the crop, B: the native image), before `post`
+    ref_map = seg.predict(src) if seg is not None else None
+    entries = []
 
-    def add(self, curve: str, setting, bpp: float, image: np.ndarray, label: int, clfs: list[Classifier],
-            miou_value: float | None = None):
-        cell = self.rows.setdefault(curve, {}).setdefault(setting, {"bpp": [], "hits": {}, "miou": []})
-        cell["bpp"].append(bpp)
-        if miou_value is not None:
-            cell["miou"].append(miou_value)
-        for c in clfs:
-            top5 = c.top5(image)
-            h = cell["hits"].setdefault(c.name, {"top1": 0, "top5": 0})
-            h["top1"] += int(top5[0] == label)
-            h["top5"] += int(label in top5)
+    def add(curve, setting, bpp, decoded, classify_input):
+        m = float(miou(seg.predict(decoded), ref_map)) if seg is not None and decoded is not None else None
+        entries.append([curve, setting, bpp, {c.name: [int(k) for k in c.top5(classify_input)] for c in clfs}, m])
 
-    def curve(self, curve: str) -> dict:
-        cells = self.rows[curve]
-        settings = list(cells)
-        n = len(cells[settings[0]]["bpp"])
-        out = {"setting": settings, "bpp": [float(np.mean(cells[s]["bpp"])) for s in settings], "images": n}
-        for clf in cells[settings[0]]["hits"]:
-            for k in ("top1", "top5"):
-                out[f"{k}-{clf}"] = [100.0 * cells[s]["hits"][clf][k] / n for s in settings]
-        if all(len(cells[s]["miou"]) == n for s in settings):
-            out[SEG_KEY] = [100.0 * float(np.mean(cells[s]["miou"])) for s in settings]
-        return out
+    if uncompressed:
+        add("uncompressed", "original", 24.0, None, crop)
+    if codec is not None:
+        for b, a, bpp, dec in code_rdcodec(codec, src, ALPHAS, BETAS):
+            add(f"{name}-beta{b:g}", a, bpp, dec, post(dec))
+    for n in codecs:
+        for q in SETTINGS[n]:
+            data, dec = classical.CODECS[n].code(src, q)
+            add(n, q, 8 * len(data) / pixels, dec, post(dec))
+    return {"file": path.name, "label": label, "entries": entries}
+
+
+def read_records(folder: Path) -> dict[str, dict[str, dict]]:
+    """All records under ``folder/records/*.jsonl`` as {curve: {file: {"label", setting: entry}}}.
+
+    A (curve, image) pair measured twice (e.g. a resumed shard) keeps the first record.
+    """
+    curves: dict[str, dict[str, dict]] = {}
+    for f in sorted((folder / "records").glob("*.jsonl")):
+        for line in f.read_text().splitlines():
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:  # a line cut short by an interrupted run
+                continue
+            seen: set[str] = set()
+            for curve, setting, bpp, top5, m in rec["entries"]:
+                per_image = curves.setdefault(curve, {})
+                if rec["file"] in per_image and curve not in seen:
+                    continue
+                seen.add(curve)
+                per_image.setdefault(rec["file"], {"label": rec["label"]})[str(setting)] = \
+                    {"setting": setting, "bpp": bpp, "top5": top5, "miou": m}
+    return curves
+
+
+def per_image_matrices(images: dict[str, dict], files: list[str]) -> tuple[list, np.ndarray, dict, np.ndarray | None]:
+    """(settings, bpp[S, N], {"top1-<clf>"/"top5-<clf>": hits[S, N] in %}, miou[S, N] in % or None)."""
+    first = images[files[0]]
+    keys = [k for k in first if k != "label"]
+    settings = [first[k]["setting"] for k in keys]
+    bpp = np.array([[images[f][k]["bpp"] for f in files] for k in keys])
+    quality = {}
+    for clf in first[keys[0]]["top5"]:
+        top5 = [[images[f][k]["top5"][clf] for f in files] for k in keys]
+        labels = [images[f]["label"] for f in files]
+        quality[f"top1-{clf}"] = 100.0 * np.array([[t[0] == y for t, y in zip(row, labels)] for row in top5])
+        quality[f"top5-{clf}"] = 100.0 * np.array([[y in t for t, y in zip(row, labels)] for row in top5])
+    mious = [[images[f][k]["miou"] for f in files] for k in keys]
+    seg = 100.0 * np.array(mious, dtype=np.float64) if all(m is not None for row in mious for m in row) else None
+    return settings, bpp, quality, seg
+
+
+def aggregate(folder: Path, protocol: str) -> list[str]:
+    """Write one CompressAI-style JSON per curve from the records; returns the curve names."""
+    written = []
+    for curve, images in read_records(folder).items():
+        files = sorted(images)
+        settings, bpp, quality, seg = per_image_matrices(images, files)
+        res = {"setting": settings, "bpp": bpp.mean(axis=1).tolist(), "images": len(files)}
+        res.update({k: v.mean(axis=1).tolist() for k, v in quality.items()})
+        if seg is not None and curve != "uncompressed":
+            res[SEG_KEY] = seg.mean(axis=1).tolist()
+        doc = {"name": curve, "protocol": protocol, "images": len(files),
+               "description": f"ImageNet sample ({len(files)} images), protocol {protocol}",
+               "classifiers": CLASSIFIERS, "results": res}
+        if SEG_KEY in res:
+            doc["segmenter"] = SEGMENTER
+        (folder / f"{curve}.json").write_text(json.dumps(doc, indent=1))
+        written.append(curve)
+    return written
 
 
 def code_rdcodec(codec, crop: np.ndarray, alphas, betas):
@@ -117,53 +187,58 @@ def main(argv=None) -> None:
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/imagenet"))
     ap.add_argument("--protocol", choices=["A", "B"], default="A")
     ap.add_argument("--limit", type=int, default=0, help="every k-th image, N in all (default: all 1000)")
+    ap.add_argument("--shard", default="0/1", metavar="I/N", help="measure only images I, I+N, I+2N, ... "
+                    "(run N processes with I = 0..N-1 to use N cores)")
     ap.add_argument("--weights", default=None, help="rdcodec weights (default: the registry's default)")
-    ap.add_argument("--name", default="rdcodec", help="curve name for --weights")
+    ap.add_argument("--name", default="rdcodec", help="curve name for --weights ('' for no rdcodec curve)")
     ap.add_argument("--codecs", default="jpeg,webp,hevc", help="classical codecs ('' for none)")
     ap.add_argument("--uncompressed", action="store_true", help="also measure the original images")
     ap.add_argument("--segmentation", action="store_true",
                     help=f"also record DeepLabV3 segmentation agreement ({SEG_KEY}, %%) against the original")
+    ap.add_argument("--aggregate", action="store_true",
+                    help="measure nothing: write the curve JSONs from the records already in --out")
     args = ap.parse_args(argv)
+    out = args.out / f"protocol{args.protocol}"
+    if args.aggregate:
+        print(f"wrote {len(aggregate(out, args.protocol))} curves to {out}")
+        return
 
-    samples = load_samples(args.folder, args.limit)
+    try:
+        shard, shards = (int(v) for v in args.shard.split("/"))
+        assert 0 <= shard < shards
+    except (ValueError, AssertionError):
+        ap.error(f"--shard must be I/N with 0 <= I < N, not {args.shard!r}")
+    names = [n for n in args.codecs.split(",") if n]
+    tag = "+".join(([args.name] if args.name else []) + names + (["uncompressed"] if args.uncompressed else []))
+    if not tag:
+        ap.error("nothing to measure: give --name, --codecs or --uncompressed")
+    tag += "+seg" if args.segmentation else ""
+    records = out / "records" / f"{tag}.{shard}of{shards}.jsonl"
+    records.parent.mkdir(parents=True, exist_ok=True)
+    done = set()
+    if records.exists():  # resume: skip the images this shard already measured
+        for line in records.read_text().splitlines():
+            try:
+                done.add(json.loads(line)["file"])
+            except (json.JSONDecodeError, KeyError):
+                pass
+    samples = load_samples(args.folder, args.limit)[shard::shards]
+    todo = [(p, y) for p, y in samples if p.name not in done]
+    print(f"{len(samples)} images in this shard, {len(samples) - len(todo)} already in {records}",
+          file=sys.stderr)
+
     clfs = [Classifier(MODELS / f"{n}.tflite") for n in CLASSIFIERS]
     seg = Segmenter(MODELS / f"{SEGMENTER}.tflite") if args.segmentation else None
     codec = get_codec(args.weights) if args.name else None
-    names = [n for n in args.codecs.split(",") if n]
-    tally = Tally()
     t0 = time.time()
-    for i, (path, label) in enumerate(samples):
-        img = Image.open(path)
-        crop = preprocess_center_crop(img)
-        src = crop if args.protocol == "A" else np.asarray(img.convert("RGB"))
-        post = (lambda x: x) if args.protocol == "A" else (lambda x: preprocess_center_crop(Image.fromarray(x)))
-        pixels = src.shape[0] * src.shape[1]
-        # segmentation agreement on what was coded (A: the crop, B: the native image), before `post`
-        ref_map = seg.predict(src) if seg is not None else None
-        agree = (lambda x, r=ref_map: miou(seg.predict(x), r)) if seg is not None else (lambda x: None)
-        if args.uncompressed:
-            tally.add("uncompressed", "original", 24.0, crop, label, clfs)
-        if codec is not None:
-            for b, a, bpp, dec in code_rdcodec(codec, src, ALPHAS, BETAS):
-                tally.add(f"{args.name}-beta{b:g}", a, bpp, post(dec), label, clfs, agree(dec))
-        for n in names:
-            for q in SETTINGS[n]:
-                data, dec = classical.CODECS[n].code(src, q)
-                tally.add(n, q, 8 * len(data) / pixels, post(dec), label, clfs, agree(dec))
-        if (i + 1) % 20 == 0 or i + 1 == len(samples):
-            print(f"[{i + 1}/{len(samples)}] {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
-
-    out = args.out / f"protocol{args.protocol}"
-    out.mkdir(parents=True, exist_ok=True)
-    for curve in tally.rows:
-        res = tally.curve(curve)
-        doc = {"name": curve, "protocol": args.protocol, "images": res["images"],
-               "description": f"ImageNet sample ({res['images']} images), protocol {args.protocol}",
-               "classifiers": CLASSIFIERS, "results": res}
-        if SEG_KEY in res:
-            doc["segmenter"] = SEGMENTER
-        (out / f"{curve}.json").write_text(json.dumps(doc, indent=1))
-    print(f"wrote {len(tally.rows)} curves to {out}")
+    with open(records, "a") as f:
+        for i, (path, label) in enumerate(todo):
+            rec = measure_image(path, label, args.protocol, clfs, seg, codec, args.name, names, args.uncompressed)
+            f.write(json.dumps(rec, separators=(",", ":")) + "\n")
+            f.flush()
+            if (i + 1) % 20 == 0 or i + 1 == len(todo):
+                print(f"[{i + 1}/{len(todo)}] {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
+    print(f"wrote {len(aggregate(out, args.protocol))} curves to {out}")
 
 
 def bd_acc_table(folder: Path, tests: list[str], anchors: list[str], clf: str = HEADLINE,
@@ -191,6 +266,30 @@ def bd_acc_table(folder: Path, tests: list[str], anchors: list[str], clf: str = 
     return table
 
 
+def bd_acc_intervals(folder: Path, tests: list[str], anchors: list[str], key: str) -> dict:
+    """95% paired-bootstrap intervals of the BD values of ``bd_acc_table``, from the per-image records.
+
+    Only the images both curves measured are used; a pair without records gets "n/a".
+    """
+    records = read_records(folder)
+    out = {}
+    for t in tests:
+        for a in anchors:
+            if a == t:
+                continue
+            if t not in records or a not in records:
+                out[f"{t} vs {a}"] = "n/a: no per-image records"
+                continue
+            files = sorted(set(records[t]) & set(records[a]))
+            (_, rt, qt, _), (_, ra, qa, _) = (per_image_matrices(records[c], files) for c in (t, a))
+            try:
+                _, lo, hi = bd_quality_interval(ra, qa[key], rt, qt[key])
+                out[f"{t} vs {a}"] = [lo, hi]
+            except ValueError as e:
+                out[f"{t} vs {a}"] = f"n/a: {e}"
+    return out
+
+
 def report(folder: Path, ours: str = "rdcodec", mse: str = "rdcodec-mse-v1") -> dict:
     """BD-Acc table (headline classifier, top-1) and the accuracy plot for one protocol folder.
 
@@ -211,6 +310,10 @@ def report(folder: Path, ours: str = "rdcodec", mse: str = "rdcodec-mse-v1") -> 
                                 "the uncompressed input, per image over the classes present in either map, "
                                 "mean over images; BD-mIoU in mIoU points over the shared log-bpp range")
         table["bd_miou"] = bd_acc_table(folder, tests, anchors, key=SEG_KEY)
+    if (folder / "records").is_dir():
+        table["ci_metric"] = ("95% paired bootstrap interval over images (1000 resamples, "
+                              "rdcodec.eval.bjontegaard.bd_quality_interval), [low, high]")
+        table["bd_acc_ci95"] = {clf: bd_acc_intervals(folder, tests, anchors, f"top1-{clf}") for clf in CLASSIFIERS}
     (folder / "bd_acc.json").write_text(json.dumps(table, indent=1))
 
     title = f"ImageNet sample, protocol {folder.name[-1]}, {next(iter(curves.values()))['images']} images"

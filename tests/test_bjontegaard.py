@@ -73,3 +73,41 @@ def test_bd_table_pairs_and_errors():
                     {"a": curve, "far": {"bpp": list(R), "psnr-rgb": list(Q + 100)}})
     assert t["ours vs a"]["bd_rate_percent"] == pytest.approx(-10.0, abs=1e-9)
     assert "error" in t["ours vs far"]
+
+
+def _noisy_curves(n_images, shift, seed):
+    """Per-image (settings, images) matrices: per-image noise shared by A and B (hard images) plus own noise."""
+    rng = np.random.default_rng(seed)
+    rate = np.tile(R[:, None], (1, n_images)) * rng.uniform(0.8, 1.2, (1, n_images))
+    hard = rng.normal(0, 5, (1, n_images))
+    qa = Q[:, None] + hard + rng.normal(0, 1, (len(R), n_images))
+    qb = Q[:, None] + shift + hard + rng.normal(0, 1, (len(R), n_images))
+    return rate, qa, rate, qb
+
+
+def test_bootstrap_interval_brackets_the_estimate_and_shrinks_with_images():
+    small = bd.bd_quality_interval(*_noisy_curves(40, 1.0, 0), n_boot=300)
+    large = bd.bd_quality_interval(*_noisy_curves(640, 1.0, 0), n_boot=300)
+    for est, lo, hi in (small, large):
+        assert lo <= est <= hi
+    assert (large[2] - large[1]) < 0.5 * (small[2] - small[1])   # ~ 1/sqrt(16) = 0.25
+    assert large[1] < 1.0 < large[2]                             # covers the true shift
+
+
+def test_bootstrap_interval_is_paired():
+    """The per-image 'hardness' is shared by both curves, so it must not widen the interval."""
+    est, lo, hi = bd.bd_quality_interval(*_noisy_curves(200, 1.0, 1), n_boot=300)
+    rate, qa, _, qb = _noisy_curves(200, 1.0, 1)
+    # unpaired: shuffle B's images, which breaks the pairing and lets the 5-point noise in
+    rng = np.random.default_rng(2)
+    perm = rng.permutation(200)
+    _, ulo, uhi = bd.bd_quality_interval(rate, qa, rate[:, perm], qb[:, perm], n_boot=300)
+    assert (hi - lo) < 0.5 * (uhi - ulo)
+
+
+def test_bootstrap_interval_shape_errors():
+    m = np.ones((3, 10))
+    with pytest.raises(ValueError):
+        bd.bd_quality_interval(m, m, np.ones((3, 9)), np.ones((3, 9)))
+    with pytest.raises(ValueError):
+        bd.bd_quality_interval(m, m, m, np.ones((2, 10)))

@@ -1,0 +1,103 @@
+"""benchmarks/cognition.py: per-image records, resume/shard merging, aggregation and bootstrap intervals.
+
+The LiteRT networks are replaced by a stand-in classifier so this runs without ../shared.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from .conftest import load_script
+
+cognition = load_script("benchmarks/cognition.py")
+
+
+class Brightness:
+    """Stand-in classifier: 'class' = mean brightness // 8, so compression can change the answer."""
+
+    name = "bright"
+
+    def top5(self, image: np.ndarray) -> list[int]:
+        k = int(image.mean()) // 8
+        return [k, k + 1, k - 1, k + 2, k - 2]
+
+
+def _write(folder, name, records):
+    (folder / "records").mkdir(parents=True, exist_ok=True)
+    with open(folder / "records" / name, "w") as f:
+        for r in records:
+            f.write(json.dumps(r) + "\n")
+
+
+def _record(file, label, entries):
+    return {"file": file, "label": label, "entries": entries}
+
+
+def test_measure_image_covers_the_grid_and_counts_real_bytes(tmp_path, example, codec):
+    path = tmp_path / "img.png"
+    Image.fromarray(example).save(path)
+    label = Brightness().top5(cognition.preprocess_center_crop(Image.open(path)))[0]
+    rec = cognition.measure_image(path, label, "A", [Brightness()], None, codec, "ours", ["jpeg"], True)
+    by_curve = {}
+    for curve, setting, bpp, top5, m in rec["entries"]:
+        by_curve.setdefault(curve, []).append((setting, bpp, top5["bright"]))
+        assert m is None  # no segmenter
+    assert sorted(by_curve) == sorted(["uncompressed", "jpeg"] + [f"ours-beta{b:g}" for b in cognition.BETAS])
+    assert by_curve["uncompressed"] == [("original", 24.0, [label, label + 1, label - 1, label + 2, label - 2])]
+    assert [s for s, _, _ in by_curve["jpeg"]] == cognition.SETTINGS["jpeg"]
+    for b in cognition.BETAS:
+        pts = by_curve[f"ours-beta{b:g}"]
+        assert [s for s, _, _ in pts] == cognition.ALPHAS
+        rates = [bpp for _, bpp, _ in pts]
+        assert all(r1 < r2 for r1, r2 in zip(rates, rates[1:]))  # alpha raises the rate
+    # beta = 1 is what a stripped file costs: fewer bits than the whole file at every alpha
+    full = [bpp for _, bpp, _ in by_curve["ours-beta0"]]
+    base = [bpp for _, bpp, _ in by_curve["ours-beta1"]]
+    assert all(b < f for b, f in zip(base, full))
+    assert full == [bpp for _, bpp, _ in by_curve["ours-beta0.5"]]
+
+
+def test_records_merge_shards_skip_duplicates_and_cut_lines(tmp_path):
+    e = lambda curve, setting, bpp, top1, m=None: [curve, setting, bpp, {"c": [top1, 9, 9, 9, 9]}, m]  # noqa: E731
+    _write(tmp_path, "x.0of2.jsonl", [_record("a.jpg", 1, [e("j", 10, 0.2, 1), e("j", 50, 0.8, 1)])])
+    _write(tmp_path, "x.1of2.jsonl", [_record("b.jpg", 2, [e("j", 10, 0.4, 3), e("j", 50, 1.0, 2)]),
+                                      # the same image again (a re-run): its first record stands
+                                      _record("a.jpg", 1, [e("j", 10, 9.0, 5), e("j", 50, 9.0, 5)])])
+    with open(tmp_path / "records" / "x.1of2.jsonl", "a") as f:
+        f.write('{"file": "c.jpg", "label": 0, "entr')  # an interrupted write
+    recs = cognition.read_records(tmp_path)
+    assert sorted(recs["j"]) == ["a.jpg", "b.jpg"]
+    assert recs["j"]["a.jpg"]["10"]["bpp"] == 0.2
+
+    assert cognition.aggregate(tmp_path, "A") == ["j"]
+    res = json.loads((tmp_path / "j.json").read_text())["results"]
+    assert res["setting"] == [10, 50] and res["images"] == 2
+    assert res["bpp"] == pytest.approx([0.3, 0.9])
+    assert res["top1-c"] == pytest.approx([50.0, 100.0])   # a: hit, hit; b: miss, hit
+    assert res["top5-c"] == pytest.approx([50.0, 100.0])
+    assert cognition.SEG_KEY not in res                   # no mIoU recorded
+
+
+def test_bootstrap_intervals_from_records(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 50, 120)
+    recs = []
+    for i, y in enumerate(labels):
+        entries = []
+        for curve, p_hit in (("good", (0.5, 0.7, 0.9)), ("bad", (0.3, 0.5, 0.7))):
+            for s, (bpp, p) in enumerate(zip((0.2, 0.4, 0.8), p_hit)):
+                top1 = int(y) if rng.random() < p else int(y) + 1
+                entries.append([curve, s, bpp * (1 + 0.1 * rng.random()), {"c": [top1, 0, 0, 0, 0]}, None])
+        recs.append(_record(f"{i}.jpg", int(y), entries))
+    _write(tmp_path, "r.0of1.jsonl", recs)
+    cognition.aggregate(tmp_path, "A")
+    point = cognition.bd_acc_table(tmp_path, ["good"], ["bad"], "c")["good vs bad"]
+    lo, hi = cognition.bd_acc_intervals(tmp_path, ["good"], ["bad"], "top1-c")["good vs bad"]
+    assert lo < point < hi
+    assert 5 < point < 35 and hi - lo < 30            # true gap: 20 points
+    missing = cognition.bd_acc_intervals(tmp_path, ["good"], ["absent"], "top1-c")["good vs absent"]
+    assert missing.startswith("n/a")
