@@ -59,7 +59,8 @@ def sha256_file(path: Path) -> str:
 
 
 def resolve(path: str | Path | None = None) -> WeightsInfo:
-    """Find the weights to use and verify them against the registry when they are shipped."""
+    """Find the weights to use (a file, the name of shipped weights, or None: $RDCODEC_WEIGHTS or the
+    default) and verify them against the registry when they are shipped."""
     path = path or os.environ.get(ENV_VAR)
     try:
         root, reg = _registry()
@@ -68,8 +69,9 @@ def resolve(path: str | Path | None = None) -> WeightsInfo:
             raise
         root, reg = None, {"weights": {}}
     if path is None:
-        name = reg["default"]
-        path = root / reg["weights"][name]["file"]
+        path = root / reg["weights"][reg["default"]]["file"]
+    elif root is not None and str(path) in reg["weights"] and not Path(path).exists():
+        path = root / reg["weights"][str(path)]["file"]  # a shipped model by name, e.g. "rdc-v3"
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")

@@ -195,3 +195,15 @@ def test_residual_layer_is_dropped_when_it_would_hurt(codec, crop, monkeypatch):
     recon, _ = codec.decompress(out.data)
     assert np.array_equal(recon.render(0.0), recon.render(1.0))
     assert np.array_equal(recon.render(0.0), kept.recon.render(1.0))  # the same base layer
+
+
+def test_weights_by_shipped_name(tmp_path):
+    """``--weights rdc-mse-v1`` means the shipped file; an unknown name is a clean WeightsError."""
+    from rdcodec import weights
+
+    by_name = weights.resolve("rdc-mse-v1")
+    assert by_name.name == "rdc-mse-v1" and by_name.path.name == "rdc-mse-v1.safetensors"
+    assert by_name.weights_id == weights.resolve(by_name.path).weights_id
+    assert weights.resolve("rdc-v3").weights_id != by_name.weights_id
+    with pytest.raises(WeightsError, match="not found"):
+        weights.resolve("rdc-v999")
