@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--eval-every", type=int, default=2000, help="steps between short Kodak evaluations (0 = off)")
     ap.add_argument("--eval-dir", default="../shared/data/kodak")
     ap.add_argument("--eval-images", type=int, default=4)
+    ap.add_argument("--residual-lambda-factor", type=float, default=ModelConfig.residual_lambda_factor,
+                    help="stage residual: lambda_m = factor * base lambda_n (stored with the weights)")
     cog = ap.add_argument_group("stage cognition (paper Eq. 7)")
     cog.add_argument("--backbone", default=None, help="TFLite embedding network (default: MobileNetV1 1.0 extractor)")
     cog.add_argument("--queue", type=int, default=2048, help="negative keys kept (K in Eq. 5)")
@@ -133,7 +135,7 @@ def main(argv=None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "last.pt"
 
-    model = RDCModel(ModelConfig())
+    model = RDCModel(ModelConfig(residual_lambda_factor=args.residual_lambda_factor))
     state = None
     if ckpt_path.exists():
         state = torch.load(ckpt_path, weights_only=False)
