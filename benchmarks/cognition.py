@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import gzip
 import json
 import sys
 import time
@@ -107,13 +108,17 @@ def measure_image(path: Path, label: int, protocol: str, clfs: list[Classifier],
 
 
 def read_records(folder: Path) -> dict[str, dict[str, dict]]:
-    """All records under ``folder/records/*.jsonl`` as {curve: {file: {"label", setting: entry}}}.
+    """All records under ``folder/records/*.jsonl[.gz]`` as {curve: {file: {"label", setting: entry}}}.
 
-    A (curve, image) pair measured twice (e.g. a resumed shard) keeps the first record.
+    A (curve, image) pair measured twice (e.g. a resumed shard) keeps the first record, in
+    file-name order (``x.jsonl`` of a run in progress before its gzipped ``x.jsonl.gz``, as committed).
     """
     curves: dict[str, dict[str, dict]] = {}
-    for f in sorted((folder / "records").glob("*.jsonl")):
-        for line in f.read_text().splitlines():
+    files = sorted([*(folder / "records").glob("*.jsonl"), *(folder / "records").glob("*.jsonl.gz")],
+                   key=lambda f: (f.name.removesuffix(".gz"), f.suffix == ".gz"))
+    for f in files:
+        text = gzip.decompress(f.read_bytes()).decode() if f.suffix == ".gz" else f.read_text()
+        for line in text.splitlines():
             if not line.strip():
                 continue
             try:

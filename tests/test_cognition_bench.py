@@ -5,6 +5,7 @@ The LiteRT networks are replaced by a stand-in classifier so this runs without .
 
 from __future__ import annotations
 
+import gzip
 import json
 
 import numpy as np
@@ -64,6 +65,9 @@ def test_measure_image_covers_the_grid_and_counts_real_bytes(tmp_path, example, 
 def test_records_merge_shards_skip_duplicates_and_cut_lines(tmp_path):
     e = lambda curve, setting, bpp, top1, m=None: [curve, setting, bpp, {"c": [top1, 9, 9, 9, 9]}, m]  # noqa: E731
     _write(tmp_path, "x.0of2.jsonl", [_record("a.jpg", 1, [e("j", 10, 0.2, 1), e("j", 50, 0.8, 1)])])
+    done = tmp_path / "records" / "x.0of2.jsonl"   # a finished shard, gzipped as committed
+    done.with_suffix(".jsonl.gz").write_bytes(gzip.compress(done.read_bytes()))
+    done.unlink()
     _write(tmp_path, "x.1of2.jsonl", [_record("b.jpg", 2, [e("j", 10, 0.4, 3), e("j", 50, 1.0, 2)]),
                                       # the same image again (a re-run): its first record stands
                                       _record("a.jpg", 1, [e("j", 10, 9.0, 5), e("j", 50, 9.0, 5)])])
