@@ -64,3 +64,16 @@ def test_training_runs_checkpoints_and_resumes(tmp_path):
     evals = [r for r in records if r.get("event") == "eval"]
     assert len(evals) >= 2 and all(len(r["bpp"]) == 3 for r in evals)
     assert [r["step"] for r in records if "loss" in r] == sorted(r["step"] for r in records if "loss" in r)
+
+
+def test_mixed_batch_draws_the_requested_share_from_each_cache():
+    from rdcodec.train.data import mixed_batch
+
+    big = torch.zeros((4, 3, 32, 32), dtype=torch.uint8)           # e.g. 256-px photo crops
+    small = torch.full((4, 3, 24, 24), 255, dtype=torch.uint8)     # e.g. 224-px Imagenette images
+    gen = torch.Generator().manual_seed(0)
+    x = mixed_batch(big, small, 8, 3, 16, gen)
+    assert x.shape == (8, 3, 16, 16) and x.is_contiguous(memory_format=torch.channels_last)
+    per_sample = x.mean(dim=(1, 2, 3))
+    assert per_sample.tolist() == [1.0] * 3 + [0.0] * 5
+    assert mixed_batch(big, None, 8, 3, 16, gen).max() == 0  # no second cache: all from the first

@@ -72,3 +72,18 @@ def sample_batch(crops: torch.Tensor, batch: int, crop: int, gen: torch.Generato
     if torch.rand((), generator=gen) < 0.5:
         x = x.flip(-1)
     return x.contiguous(memory_format=torch.channels_last)
+
+
+def mixed_batch(crops: torch.Tensor, mix: torch.Tensor | None, batch: int, n_mix: int, crop: int,
+                gen: torch.Generator) -> torch.Tensor:
+    """Like :func:`sample_batch`, with the first ``n_mix`` samples drawn from a second cache.
+
+    The two caches may hold crops of different sides (e.g. 256 from large photos, 224 from
+    Imagenette's 224 x 224 images); both are sub-cropped to ``crop``.
+    """
+    if mix is None or n_mix <= 0:
+        return sample_batch(crops, batch, crop, gen)
+    parts = [sample_batch(mix, n_mix, crop, gen)]
+    if batch > n_mix:
+        parts.append(sample_batch(crops, batch - n_mix, crop, gen))
+    return torch.cat(parts).contiguous(memory_format=torch.channels_last)

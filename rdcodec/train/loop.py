@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 
 from ..model.rdc import LAMBDAS, ModelConfig, RDCModel
-from .data import load_or_build, sample_batch
+from .data import load_or_build, mixed_batch
 from .monitor import load_eval_images, quick_eval
 
 BASE_PREFIXES = ("g_a.", "g_s.", "h_a.", "h_s.", "gain_y.", "gain_z.", "entropy_z.", "gaussian.")
@@ -85,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--init", help="checkpoint (.pt) or shipped weights (.safetensors) to start from; "
                     "stage residual takes only the base codec from it")
     ap.add_argument("--out")
+    ap.add_argument("--mix-data", nargs="+", default=None,
+                    help="second training source (e.g. ../shared/data/train/imagenette), cached separately")
+    ap.add_argument("--mix-cache", default="cache/mix224.pt")
+    ap.add_argument("--mix-size", type=int, default=224, help="crop side of the second cache")
+    ap.add_argument("--mix-crops", type=int, default=5000)
+    ap.add_argument("--mix-fraction", type=float, default=0.5, help="share of each batch from --mix-data")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-bf16", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
@@ -169,6 +175,8 @@ def main(argv=None) -> None:
         step, elapsed = state["step"], state["elapsed"]
 
     crops = load_or_build(Path(args.cache), args.data, args.n_crops, 256)
+    mix = load_or_build(Path(args.mix_cache), args.mix_data, args.mix_crops, args.mix_size) if args.mix_data else None
+    n_mix = round(args.batch * args.mix_fraction) if mix is not None else 0
     gen = torch.Generator().manual_seed(args.seed + step)
     budget = args.budget_minutes * 60
     log = open(out / "log.jsonl", "a")
@@ -203,7 +211,7 @@ def main(argv=None) -> None:
         lr = lr_at(elapsed / budget, args.lr)
         for g in opt.param_groups:
             g["lr"] = lr
-        x = sample_batch(crops, args.batch, args.crop, gen)
+        x = mixed_batch(crops, mix, args.batch, n_mix, args.crop, gen)
         idx = torch.randint(6, (args.batch,), generator=gen)
         pixels = x.shape[-1] * x.shape[-2]
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=not args.no_bf16):
