@@ -77,3 +77,19 @@ def test_mixed_batch_draws_the_requested_share_from_each_cache():
     per_sample = x.mean(dim=(1, 2, 3))
     assert per_sample.tolist() == [1.0] * 3 + [0.0] * 5
     assert mixed_batch(big, None, 8, 3, 16, gen).max() == 0  # no second cache: all from the first
+
+
+def test_export_keeps_the_trained_residual_lambda_and_registers(tmp_path):
+    from rdcodec import weights
+    from rdcodec.train import export
+
+    ckpt = tmp_path / "last.pt"
+    model = RDCModel(ModelConfig(residual_lambda_factor=8.0))
+    torch.save({"model": model.state_dict(), "step": 7, "stage": "residual",
+                "args": {"residual_lambda_factor": 8.0}}, ckpt)
+    export.main([str(ckpt), "--name", "t-v1", "--out-dir", str(tmp_path / "w")])
+    reg = json.loads((tmp_path / "w" / "registry.json").read_text())
+    assert reg["default"] == "t-v1" and reg["weights"]["t-v1"]["file"] == "t-v1.safetensors"
+    loaded, _, info = weights.load(tmp_path / "w" / "t-v1.safetensors")
+    assert loaded.config.residual_lambda_factor == 8.0
+    assert info.sha256 == reg["weights"]["t-v1"]["sha256"]

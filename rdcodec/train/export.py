@@ -29,7 +29,9 @@ def main(argv=None) -> None:
     ap.add_argument("--out-dir", default=str(WEIGHTS))
     args = ap.parse_args(argv)
     state = torch.load(args.checkpoint, weights_only=False)
-    model = RDCModel(ModelConfig())
+    # the model's loss weights as trained (a stage II run may set --residual-lambda-factor)
+    trained = state.get("args", {}).get("residual_lambda_factor", ModelConfig.residual_lambda_factor)
+    model = RDCModel(ModelConfig(residual_lambda_factor=trained))
     skipped = load_matching(model, state["model"])
     if skipped:
         print(f"warning: {len(skipped)} tensors not in the checkpoint keep their initial values, "
