@@ -295,14 +295,15 @@ def bd_acc_intervals(folder: Path, tests: list[str], anchors: list[str], key: st
     return out
 
 
-def report(folder: Path, ours: str = "rdcodec", mse: str = "rdcodec-mse-v1") -> dict:
+def report(folder: Path, ours: str = "rdcodec", mse: str = "rdcodec-mse-v1", previous: tuple[str, ...] = ()) -> dict:
     """BD-Acc table (headline classifier, top-1) and the accuracy plot for one protocol folder.
 
     Where curves carry ``miou-deeplabv3`` (``--segmentation``), also BD-mIoU (mIoU points, same
     integral) of the same pairs under ``bd_miou`` and the plot ``segmentation.png``.
     """
     curves = {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json")) if p.stem != "bd_acc"}
-    anchors = [n for n in ("jpeg", "webp", "hevc", f"{ours}-beta0", f"{mse}-beta0", f"{mse}-beta1") if n in curves]
+    anchors = [n for n in ("jpeg", "webp", "hevc", f"{ours}-beta0", f"{mse}-beta0", f"{mse}-beta1", *previous)
+               if n in curves]
     tests = [n for n in (f"{ours}-beta1", f"{ours}-beta0") if n in curves]
     table = {"classifier": HEADLINE, "metric": "top-1 percentage points, mean over the shared log-bpp range",
              "bd_acc": {clf: bd_acc_table(folder, tests, anchors, clf) for clf in CLASSIFIERS}}
@@ -355,6 +356,12 @@ def _plot(curves: dict, key: str, ylabel: str, title: str, ours: str, path: Path
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--report"]:
-        print(json.dumps(report(Path(sys.argv[2])), indent=1))
+        rp = argparse.ArgumentParser(prog="cognition.py --report")
+        rp.add_argument("folder", type=Path)
+        rp.add_argument("--ours", default="rdcodec", help="curve name of the model under test")
+        rp.add_argument("--previous", default="", help="comma list of more anchor curves (e.g. rdcodec-beta1)")
+        ra = rp.parse_args(sys.argv[2:])
+        print(json.dumps(report(ra.folder, ra.ours, previous=tuple(n for n in ra.previous.split(",") if n)),
+                         indent=1))
     else:
         main()
