@@ -82,9 +82,9 @@ def measure_image(path: Path, label: int, protocol: str, clfs: list[Classifier],
 
     ``{"file", "label", "entries": [[curve, setting, bpp, {classifier: top5}, miou or None], ...]}``
     """
-    img = Image.open(path)
-    crop = preprocess_center_crop(img)
-    src = crop if protocol == "A" else np.asarray(img.convert("RGB"))
+    with Image.open(path) as img:
+        crop = preprocess_center_crop(img)
+        src = crop if protocol == "A" else np.asarray(img.convert("RGB"))
     post = (lambda x: x) if protocol == "A" else (lambda x: preprocess_center_crop(Image.fromarray(x)))
     pixels = src.shape[0] * src.shape[1]
     # segmentation agreement on what was coded (A: the crop, B: the native image), before `post`
@@ -143,9 +143,9 @@ def per_image_matrices(images: dict[str, dict], files: list[str]) -> tuple[list,
     settings = [first[k]["setting"] for k in keys]
     bpp = np.array([[images[f][k]["bpp"] for f in files] for k in keys])
     quality = {}
+    labels = [images[f]["label"] for f in files]
     for clf in first[keys[0]]["top5"]:
         top5 = [[images[f][k]["top5"][clf] for f in files] for k in keys]
-        labels = [images[f]["label"] for f in files]
         quality[f"top1-{clf}"] = 100.0 * np.array([[t[0] == y for t, y in zip(row, labels)] for row in top5])
         quality[f"top5-{clf}"] = 100.0 * np.array([[y in t for t, y in zip(row, labels)] for row in top5])
     mious = [[images[f][k]["miou"] for f in files] for k in keys]
@@ -271,12 +271,14 @@ def bd_acc_table(folder: Path, tests: list[str], anchors: list[str], clf: str = 
     return table
 
 
-def bd_acc_intervals(folder: Path, tests: list[str], anchors: list[str], key: str) -> dict:
+def bd_acc_intervals(folder: Path, tests: list[str], anchors: list[str], key: str,
+                     records: dict | None = None) -> dict:
     """95% paired-bootstrap intervals of the BD values of ``bd_acc_table``, from the per-image records.
 
     Only the images both curves measured are used; a pair without records gets "n/a".
+    ``records`` (``read_records(folder)``) saves reading them again for every key.
     """
-    records = read_records(folder)
+    records = read_records(folder) if records is None else records
     out = {}
     for t in tests:
         for a in anchors:
@@ -319,7 +321,9 @@ def report(folder: Path, ours: str = "rdcodec", mse: str = "rdcodec-mse-v1", pre
     if (folder / "records").is_dir():
         table["ci_metric"] = ("95% paired bootstrap interval over images (1000 resamples, "
                               "rdcodec.eval.bjontegaard.bd_quality_interval), [low, high]")
-        table["bd_acc_ci95"] = {clf: bd_acc_intervals(folder, tests, anchors, f"top1-{clf}") for clf in CLASSIFIERS}
+        records = read_records(folder)
+        table["bd_acc_ci95"] = {clf: bd_acc_intervals(folder, tests, anchors, f"top1-{clf}", records)
+                                for clf in CLASSIFIERS}
     (folder / "bd_acc.json").write_text(json.dumps(table, indent=1))
 
     title = f"ImageNet sample, protocol {folder.name[-1]}, {next(iter(curves.values()))['images']} images"
