@@ -90,6 +90,51 @@ def test_tiled_synthesis_equals_untiled(codec, untiled, forced):
     assert torch.allclose(r1, r0[..., :H, :W], rtol=0, atol=1e-4)
 
 
+@pytest.fixture(scope="module")
+def blocky(codec):
+    """The shipped model with 2 refinement blocks per scale of rrn, at random (nonzero) values."""
+    from rdcodec.model.rdc import ModelConfig, RDCModel
+    from rdcodec.train.loop import load_matching
+
+    m = RDCModel(ModelConfig(rrn_blocks=2))
+    load_matching(m, codec.m.model.state_dict())
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in m.rrn.refine.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.05)
+    return m.eval()
+
+
+def test_synthesis_halo_follows_the_receptive_field():
+    assert tiling.synthesis_halo(0) == tiling.HALO == 2  # the paper's branch: as derived by hand
+    assert [tiling.synthesis_halo(b) for b in (1, 2, 3)] == [4, 6, 8]
+
+
+def _blocky_synthesis(blocky, untiled):
+    y_hat = torch.round(untiled[0].y)
+    with torch.no_grad():
+        x1, r1 = tiling.synthesis(blocky.g_s, blocky.rrn, y_hat, y_hat * 0.9, H, W, _no_clock)
+        x0, feats = blocky.g_s(y_hat)
+        r0 = blocky.rrn(y_hat * 0.9, feats)
+    return r1, r0[..., :H, :W]
+
+
+def test_tiled_synthesis_with_refinement_blocks_equals_untiled(blocky, untiled, forced):
+    r1, r0 = _blocky_synthesis(blocky, untiled)
+    assert r0.abs().max() > 0.01
+    assert torch.allclose(r1, r0, rtol=0, atol=1e-4), (r1 - r0).abs().max()
+
+
+def test_refinement_blocks_need_their_wider_halo(blocky, untiled, forced, monkeypatch):
+    """One position less than synthesis_halo reaches the kept core: errors well above float
+    rounding (the lost inputs enter only through edge taps, hence the relative bound)."""
+    right = (lambda r: (r[0] - r[1]).abs().max())(_blocky_synthesis(blocky, untiled))
+    halo = tiling.synthesis_halo(2)
+    monkeypatch.setattr(tiling, "synthesis_halo", lambda blocks: halo - 1)
+    short = (lambda r: (r[0] - r[1]).abs().max())(_blocky_synthesis(blocky, untiled))
+    assert short > 1e-5 and short > 5 * right, (short, right)
+
+
 def test_halo_below_the_receptive_field_is_wrong(codec, image, untiled, forced, monkeypatch):
     """The halo is not larger than it must be: one latent position less changes the result."""
     monkeypatch.setattr(tiling, "HALO", tiling.HALO - 1)

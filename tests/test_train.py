@@ -93,3 +93,43 @@ def test_export_keeps_the_trained_residual_lambda_and_registers(tmp_path):
     loaded, _, info = weights.load(tmp_path / "w" / "t-v1.safetensors")
     assert loaded.config.residual_lambda_factor == 8.0
     assert info.sha256 == reg["weights"]["t-v1"]["sha256"]
+
+
+def test_export_keeps_refinement_blocks(tmp_path):
+    """A stage II run with --rrn-blocks exports a model that loads with its blocks and values."""
+    from rdcodec import weights
+    from rdcodec.train import export
+
+    model = RDCModel(ModelConfig(rrn_blocks=1))
+    with torch.no_grad():
+        model.rrn.refine[2][0].body[2].weight.normal_()
+    ckpt = tmp_path / "last.pt"
+    torch.save({"model": model.state_dict(), "step": 3, "stage": "residual",
+                "args": vars(loop.parse_args(["--stage", "residual", "--out", "x", "--rrn-blocks", "1"]))}, ckpt)
+    export.main([str(ckpt), "--name", "t-b1", "--out-dir", str(tmp_path / "w")])
+    loaded = weights.load(tmp_path / "w" / "t-b1.safetensors")[0]
+    assert loaded.config.rrn_blocks == 1 and loaded.rrn.blocks == 1
+    w = loaded.rrn.refine[2][0].body[2].weight
+    assert w.abs().max() > 0
+    torch.testing.assert_close(w, model.rrn.refine[2][0].body[2].weight.half().float())
+
+
+def test_new_refinement_blocks_start_as_the_identity(codec):
+    """Warm start: the shipped residual branch loaded into a model with blocks computes the same r."""
+    base = codec.m.model
+    wide = RDCModel(ModelConfig(rrn_blocks=2))
+    assert set(loop.load_matching(wide, base.state_dict())) == {
+        k for k in wide.state_dict() if k.startswith("rrn.refine.")}
+    wide.eval()
+    torch.manual_seed(0)
+    y_hat = torch.round(torch.randn(1, base.config.M, 4, 6) * 3)
+    with torch.no_grad():
+        x0, feats = base.g_s(y_hat)
+        r0 = base.rrn(y_hat, feats)
+        r1 = wide.rrn(y_hat, feats)
+    torch.testing.assert_close(r1, r0, rtol=0, atol=0)
+    # and the blocks can learn: the zero-initialised convolution gets a gradient
+    wide.train()
+    x0, feats = wide.g_s(y_hat)
+    wide.rrn(y_hat, feats).square().mean().backward()
+    assert wide.rrn.refine[0][0].body[2].weight.grad.abs().max() > 0

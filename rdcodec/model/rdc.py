@@ -14,7 +14,7 @@ Auxiliary branch (stage II, §3.3), base frozen::
     s       = enc(y - y_hat) * G_s               (B, S, H/16, W/16)
     s_hat   = Q(s - mu_s) + mu_s, with mu_s, sigma_s = prior(y_hat)
     y_hat_2 = y_hat + dec(s_hat * G_s^{-1})
-    r       = rrn(y_hat_2; f1, f2, f3)
+    r       = rrn(y_hat_2; f1, f2, f3)          (+ optional refinement blocks per scale)
     x_bar   = x_hat_1 + (1 - beta) * r            (Eq. 9)
 
 Training uses additive uniform noise for the rate terms and straight-through rounding for
@@ -47,6 +47,8 @@ class ModelConfig:
     # loss = bpp + lambda * 255^2 * MSE.  base_lambda_scale * LAMBDAS[n] for the base.
     base_lambda_scale: float = 0.015
     residual_lambda_factor: float = 2.0
+    # RefineBlocks after each upsampling of the residual reconstruction (0 = the paper's).
+    rrn_blocks: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -80,7 +82,7 @@ class RDCModel(nn.Module):
         self.scalable = ScalableTransform(M, S)
         self.residual_prior = ResidualPrior(M, S)
         self.gain_s = GainUnit(S, [1.0] * len(LAMBDAS))
-        self.rrn = ResidualReconstruction(M, (N, N, N))
+        self.rrn = ResidualReconstruction(M, (N, N, N), blocks=config.rrn_blocks)
 
     # ------------------------------------------------------------------ training
     def base_lambda(self, idx: torch.Tensor) -> torch.Tensor:

@@ -11,6 +11,10 @@ Three pieces, all trained in stage II with the base codec frozen:
 * :class:`ResidualReconstruction` — transposed convolutions that upsample ``y_hat_2`` to
   the image, with the synthesis features ``f1, f2, f3`` injected through point-wise
   convolutions; it outputs the residual image ``r`` (B, 3, H, W). ``x_hat_2 = x_hat_1 + r``.
+  Optionally (``blocks`` > 0, not in the paper) each scale ends with residual
+  :class:`RefineBlock` s: most of what this branch adds at beta = 0 is post-filtering of
+  ``y_hat`` with the synthesis features, not the few bits of ``s`` (``docs/training.md``,
+  run 5), and the paper's branch has only point-wise layers between its upsamplings.
 """
 
 from __future__ import annotations
@@ -47,26 +51,50 @@ class ResidualPrior(nn.Module):
         return means, scales
 
 
+class RefineBlock(nn.Module):
+    """``h + conv3x3(act(conv3x3(h)))`` at one scale, (B, C, h, w) -> (B, C, h, w).
+
+    The second convolution starts at zero, so a block added to a trained branch starts as
+    the identity and the branch computes exactly what it did before (a warm start).
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(conv(channels, channels, 3, 1), _act(), conv(channels, channels, 3, 1))
+        nn.init.zeros_(self.body[-1].weight)
+        nn.init.zeros_(self.body[-1].bias)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return h + self.body(h)
+
+
 class ResidualReconstruction(nn.Module):
     """``y_hat_2`` plus synthesis features -> residual image ``r``.
 
-    ``feature_channels`` are the channel counts of ``f1`` (H/8), ``f2`` (H/4), ``f3`` (H/2).
+    ``feature_channels`` are the channel counts of ``f1`` (H/8), ``f2`` (H/4), ``f3`` (H/2);
+    ``blocks`` :class:`RefineBlock` s follow each of the three upsamplings (0 = the paper's
+    branch; the file format stores the number in the model config).
     """
 
-    def __init__(self, M: int, feature_channels: tuple[int, int, int], widths=(96, 64, 32)) -> None:
+    def __init__(self, M: int, feature_channels: tuple[int, int, int], widths=(96, 64, 32),
+                 blocks: int = 0) -> None:
         super().__init__()
         w1, w2, w3 = widths
+        self.blocks = blocks
         self.up = nn.ModuleList([deconv(M, w1), deconv(w1, w2), deconv(w2, w3)])
         self.inject = nn.ModuleList(
             [nn.Conv2d(c, w, 1) for c, w in zip(feature_channels, widths)]
         )
         self.mix = nn.ModuleList([nn.Conv2d(w, w, 1) for w in widths])
+        self.refine = nn.ModuleList(
+            [nn.Sequential(*[RefineBlock(w) for _ in range(blocks)]) for w in widths]
+        )
         self.act = _act()
         self.out = deconv(w3, 3)
 
     def forward(self, y_hat_2: torch.Tensor, feats: list[torch.Tensor]) -> torch.Tensor:
         h = y_hat_2
-        for up, inject, mix, f in zip(self.up, self.inject, self.mix, feats):
+        for up, inject, mix, refine, f in zip(self.up, self.inject, self.mix, self.refine, feats):
             h = self.act(up(h) + inject(f))
-            h = self.act(mix(h))
+            h = refine(self.act(mix(h)))
         return self.out(h)

@@ -36,6 +36,11 @@ Halo (from the receptive field)
       ``HALO >= 2``. (``y_hat_2 = y_hat + dec(s_hat)`` is computed whole at latent
       resolution before tiling, so the 3x3 convolutions of ``dec`` add nothing.)
 
+    ``rrn`` with ``blocks`` refinement blocks per scale (two 3x3 convolutions each, so
+    ±2 positions per block at that scale) needs more: :func:`synthesis_halo` carries the
+    needed interval back through the layers (4 for one block per scale, 6 for two), and the
+    synthesis uses that halo; the analysis keeps ``HALO``.
+
     Within a tile, values near its cut edges are wrong (zero padding stands in for the
     neighbours), but none of them reach the kept core, so a tiled result equals the
     untiled one up to float rounding (different matrix sizes may sum in a different
@@ -83,17 +88,36 @@ def spans(n: int, tile: int) -> list[tuple[int, int]]:
     return list(zip(bounds[:-1], bounds[1:]))
 
 
-def tiles(hl: int, wl: int, tiled: bool) -> Iterator[tuple[slice, slice, slice, slice]]:
+def synthesis_halo(blocks: int) -> int:
+    """Latent halo that ``g_s`` + ``rrn`` with ``blocks`` refinement blocks per scale need.
+
+    Walks back from a tile core's pixels ``[16a, 16b)``: at every level the needed span is
+    ``[s a - L, s b - 1 + R]`` (``s`` the level's pixels per position). A stride-2 5x5
+    transposed convolution maps outputs ``[o_lo, o_hi]`` to inputs
+    ``[ceil((o_lo - 2) / 2), floor((o_hi + 2) / 2)]``, i.e. ``L -> floor((L + 2) / 2)``,
+    ``R -> floor((R + 1) / 2) + 1``; a refinement block widens both sides by 2. The halo is
+    the larger side at the latent level: 2 without blocks, as derived above.
+    """
+    left = right = 0
+    for level in range(4):  # the output layer, then the three upsamplings of rrn
+        if level > 0:
+            left, right = left + 2 * blocks, right + 2 * blocks  # blocks after that upsampling
+        left, right = (left + 2) // 2, (right + 1) // 2 + 1
+    return max(left, right)
+
+
+def tiles(hl: int, wl: int, tiled: bool, halo: int | None = None) -> Iterator[tuple[slice, slice, slice, slice]]:
     """Latent tiles of an ``hl x wl`` grid: (core rows, core cols, window rows, window cols).
 
-    The window is the core widened by :data:`HALO` and clipped to the grid. Without
-    tiling there is one tile, the whole grid.
+    The window is the core widened by ``halo`` (default :data:`HALO`) and clipped to the
+    grid. Without tiling there is one tile, the whole grid.
     """
+    halo = HALO if halo is None else halo
     tile = TILE if tiled else max(hl, wl, 1)
     for a, b in spans(hl, tile):
         for c, d in spans(wl, tile):
             yield (slice(a, b), slice(c, d),
-                   slice(max(a - HALO, 0), min(b + HALO, hl)), slice(max(c - HALO, 0), min(d + HALO, wl)))
+                   slice(max(a - halo, 0), min(b + halo, hl)), slice(max(c - halo, 0), min(d + halo, wl)))
 
 
 def analysis(g_a: nn.Module, padded: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -120,7 +144,8 @@ def synthesis(g_s: nn.Module, rrn: nn.Module, y_hat: torch.Tensor, y_hat_2: torc
     """
     hl, wl = y_hat.shape[-2:]
     x_out = r_out = None
-    for rows, cols, wr, wc in tiles(hl, wl, is_tiled(hl * STRIDE, wl * STRIDE)):
+    halo = synthesis_halo(getattr(rrn, "blocks", 0))
+    for rows, cols, wr, wc in tiles(hl, wl, is_tiled(hl * STRIDE, wl * STRIDE), halo):
         top, left = rows.start * STRIDE, cols.start * STRIDE
         bottom, right = min(rows.stop * STRIDE, height), min(cols.stop * STRIDE, width)
         if top >= bottom or left >= right:

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import torch
 
-from ..model.rdc import ModelConfig, RDCModel
+from ..model.rdc import RDCModel
 from ..weights import export
-from .loop import load_matching
+from .loop import load_matching, model_config
 
 WEIGHTS = Path(__file__).resolve().parents[2] / "weights"
 
@@ -29,9 +29,8 @@ def main(argv=None) -> None:
     ap.add_argument("--out-dir", default=str(WEIGHTS))
     args = ap.parse_args(argv)
     state = torch.load(args.checkpoint, weights_only=False)
-    # the model's loss weights as trained (a stage II run may set --residual-lambda-factor)
-    trained = state.get("args", {}).get("residual_lambda_factor", ModelConfig.residual_lambda_factor)
-    model = RDCModel(ModelConfig(residual_lambda_factor=trained))
+    # the model as trained (a stage II run may set --residual-lambda-factor, --rrn-blocks)
+    model = RDCModel(model_config(state.get("args", {})))
     skipped = load_matching(model, state["model"])
     if skipped:
         print(f"warning: {len(skipped)} tensors not in the checkpoint keep their initial values, "

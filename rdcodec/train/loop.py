@@ -59,6 +59,13 @@ def load_matching(model: torch.nn.Module, state: dict, keep=lambda name: True) -
     return sorted(set(own) - set(usable))
 
 
+def model_config(args) -> ModelConfig:
+    """The model options of a run (also what export reads back from a checkpoint's args)."""
+    get = args.get if isinstance(args, dict) else lambda k, d: getattr(args, k, d)
+    return ModelConfig(residual_lambda_factor=get("residual_lambda_factor", ModelConfig.residual_lambda_factor),
+                       rrn_blocks=get("rrn_blocks", ModelConfig.rrn_blocks))
+
+
 def lr_at(progress: float, peak: float, warmup: float = 0.02, floor: float = 0.05) -> float:
     """Linear warm-up, then cosine decay to ``floor * peak`` at ``progress = 1``."""
     if progress < warmup:
@@ -99,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--eval-images", type=int, default=4)
     ap.add_argument("--residual-lambda-factor", type=float, default=ModelConfig.residual_lambda_factor,
                     help="stage residual: lambda_m = factor * base lambda_n (stored with the weights)")
+    ap.add_argument("--rrn-blocks", type=int, default=ModelConfig.rrn_blocks,
+                    help="refinement blocks per scale in the residual reconstruction (0 = the paper's; "
+                    "new blocks start as the identity, so a residual stage warm-starts exactly)")
     cog = ap.add_argument_group("stage cognition (paper Eq. 7)")
     cog.add_argument("--backbone", default=None, help="TFLite embedding network (default: MobileNetV1 1.0 extractor)")
     cog.add_argument("--queue", type=int, default=2048, help="negative keys kept (K in Eq. 5)")
@@ -141,7 +151,7 @@ def main(argv=None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "last.pt"
 
-    model = RDCModel(ModelConfig(residual_lambda_factor=args.residual_lambda_factor))
+    model = RDCModel(model_config(args))
     state = None
     if ckpt_path.exists():
         state = torch.load(ckpt_path, weights_only=False)
