@@ -116,7 +116,9 @@ def test_export_keeps_refinement_blocks(tmp_path):
 
 def test_new_refinement_blocks_start_as_the_identity(codec):
     """Warm start: the shipped residual branch loaded into a model with blocks computes the same r."""
-    base = codec.m.model
+    base = RDCModel(ModelConfig())  # the shipped weights' branch without any blocks
+    loop.load_matching(base, codec.m.model.state_dict())
+    base.eval()
     wide = RDCModel(ModelConfig(rrn_blocks=2))
     assert set(loop.load_matching(wide, base.state_dict())) == {
         k for k in wide.state_dict() if k.startswith("rrn.refine.")}
