@@ -9,7 +9,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rdcodec.eval.bjontegaard import bd_table  # noqa: E402
 
-NOT_CODECS = {"summary.json", "rdcodec_per_image.json", "rdcodec-beta0.json", "rdcodec-beta1.json"}
+NOT_CODECS = {"summary.json", "rdcodec_per_image.json", "rdcodec-beta0.json", "rdcodec-beta1.json",
+              "beta.json"}  # beta.json: benchmarks/beta.py (PSNR against beta), not a curve
 
 
 def fmt(v, spec=".2f") -> str:
