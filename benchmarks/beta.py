@@ -36,14 +36,14 @@ def main(argv=None) -> None:
     alphas = [float(a) for a in args.alphas.split(",")]
     betas = sorted(float(b) for b in args.betas.split(","))
     codec = get_codec(args.weights)
-    table = np.zeros((0, len(alphas), len(betas)))  # image x alpha x beta
+    rows = []  # per image: alpha x beta
     files = list_images(args.folder)
     for n, path in enumerate(files):
         img = load_rgb8(path.read_bytes())
         an = codec.analyze(img)
-        row = [[psnr(img, codec.compress(an, a).recon.render(b)) for b in betas] for a in alphas]
-        table = np.concatenate([table, np.array(row)[None]])
+        rows.append([[psnr(img, codec.compress(an, a).recon.render(b)) for b in betas] for a in alphas])
         print(f"[{n + 1}/{len(files)}] {path.name}", flush=True)
+    table = np.array(rows)  # image x alpha x beta
     strictly = (np.diff(table, axis=2) < 0).all(axis=2)  # PSNR falls with every step of beta
     result = {
         "weights": codec.weights_name, "images": len(files), "alphas": alphas, "betas": betas,

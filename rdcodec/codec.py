@@ -147,7 +147,8 @@ class Codec:
         if s_hat is not None:
             with clock("residual"):
                 y_hat_2 = y_hat + self.m.model.scalable.dec(s_hat)
-        return tiling.synthesis(self.m.g_s, self.m.rrn, y_hat, y_hat_2, h, w, clock)
+        return tiling.synthesis(self.m.g_s, self.m.rrn, y_hat, y_hat_2, h, w, clock,
+                                self.m.model.config.rrn_blocks)
 
     # ------------------------------------------------------------------ encode
     @torch.no_grad()

@@ -113,7 +113,8 @@ def test_synthesis_halo_follows_the_receptive_field():
 def _blocky_synthesis(blocky, untiled):
     y_hat = torch.round(untiled[0].y)
     with torch.no_grad():
-        x1, r1 = tiling.synthesis(blocky.g_s, blocky.rrn, y_hat, y_hat * 0.9, H, W, _no_clock)
+        x1, r1 = tiling.synthesis(blocky.g_s, blocky.rrn, y_hat, y_hat * 0.9, H, W, _no_clock,
+                                  blocky.config.rrn_blocks)
         x0, feats = blocky.g_s(y_hat)
         r0 = blocky.rrn(y_hat * 0.9, feats)
     return r1, r0[..., :H, :W]

@@ -80,7 +80,6 @@ class ResidualReconstruction(nn.Module):
                  blocks: int = 0) -> None:
         super().__init__()
         w1, w2, w3 = widths
-        self.blocks = blocks
         self.up = nn.ModuleList([deconv(M, w1), deconv(w1, w2), deconv(w2, w3)])
         self.inject = nn.ModuleList(
             [nn.Conv2d(c, w, 1) for c, w in zip(feature_channels, widths)]

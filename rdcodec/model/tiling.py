@@ -136,7 +136,8 @@ def analysis(g_a: nn.Module, padded: np.ndarray, device: torch.device) -> torch.
 
 
 def synthesis(g_s: nn.Module, rrn: nn.Module, y_hat: torch.Tensor, y_hat_2: torch.Tensor | None,
-              height: int, width: int, clock: Clock) -> tuple[torch.Tensor, torch.Tensor | None]:
+              height: int, width: int, clock: Clock,
+              blocks: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``x_hat_1 = g_s(y_hat)`` and ``r = rrn(y_hat_2; f1, f2, f3)`` (None without ``y_hat_2``).
 
     Both are cropped to ``height x width``. Tiled when the padded image is over the
@@ -144,7 +145,7 @@ def synthesis(g_s: nn.Module, rrn: nn.Module, y_hat: torch.Tensor, y_hat_2: torc
     """
     hl, wl = y_hat.shape[-2:]
     x_out = r_out = None
-    halo = synthesis_halo(getattr(rrn, "blocks", 0))
+    halo = synthesis_halo(blocks)  # from the model config: coding copies wrap rrn
     for rows, cols, wr, wc in tiles(hl, wl, is_tiled(hl * STRIDE, wl * STRIDE), halo):
         top, left = rows.start * STRIDE, cols.start * STRIDE
         bottom, right = min(rows.stop * STRIDE, height), min(cols.stop * STRIDE, width)

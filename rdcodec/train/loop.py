@@ -59,11 +59,10 @@ def load_matching(model: torch.nn.Module, state: dict, keep=lambda name: True) -
     return sorted(set(own) - set(usable))
 
 
-def model_config(args) -> ModelConfig:
-    """The model options of a run (also what export reads back from a checkpoint's args)."""
-    get = args.get if isinstance(args, dict) else lambda k, d: getattr(args, k, d)
-    return ModelConfig(residual_lambda_factor=get("residual_lambda_factor", ModelConfig.residual_lambda_factor),
-                       rrn_blocks=get("rrn_blocks", ModelConfig.rrn_blocks))
+def model_config(args: dict) -> ModelConfig:
+    """The model options of a run's ``vars(args)`` (also what export reads back from a checkpoint)."""
+    return ModelConfig(residual_lambda_factor=args.get("residual_lambda_factor", ModelConfig.residual_lambda_factor),
+                       rrn_blocks=args.get("rrn_blocks", ModelConfig.rrn_blocks))
 
 
 def lr_at(progress: float, peak: float, warmup: float = 0.02, floor: float = 0.05) -> float:
@@ -151,7 +150,7 @@ def main(argv=None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "last.pt"
 
-    model = RDCModel(model_config(args))
+    model = RDCModel(model_config(vars(args)))
     state = None
     if ckpt_path.exists():
         state = torch.load(ckpt_path, weights_only=False)
