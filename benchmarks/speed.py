@@ -269,8 +269,7 @@ def job_entropy(png: str, target_bpp: float, reps: int) -> dict:
     zc = coder.decode_factorized(z_str, codec.m.z_pmf, Z_RANGE, hz * wz)
     z_sym = torch.from_numpy(zc).reshape(1, -1, hz, wz)
     _, igz = codec.m.gains(h.alpha)["z"]
-    _, idx, _ = codec._y_model(z_sym, igz)
-    sym = coder.decode_gaussian(y_str, idx)
+    sym, _, idx = codec.decode_y(y_str, z_sym, igz)
     n = int(sym.size)
 
     # Information content under the exact coding model (zero-mean quantized Gaussian, table std).

@@ -6,6 +6,9 @@ compress(x, alpha):
     3. z symbols = round(h_a(y * G_y) * G_z)                    -> factorized coder
     4. means, scales = h_s(z_sym * G_z^-1)  (float64, CPU, snapped to tables)
     5. y symbols = round(y * G_y - means)                        -> Gaussian coder
+       (weights with a checkerboard context, ``rdcodec.model.context``: the anchors' symbols
+       come first, then means and scales of the other positions are refined from them and
+       those are coded second, in the same string)
     6. y_hat = (y_sym + means) * G_y^-1                           (base layer done)
     7. s symbols = round(enc(y - y_hat) * G_s - mu_s), mu_s, sigma_s = prior(y_hat)
                                                                   -> Gaussian coder
@@ -40,6 +43,7 @@ from .entropy import coder
 from .entropy.tables import Y_RANGE, Z_RANGE, scale_indices, snap_means
 from .errors import LimitError, WeightsError
 from .model import tiling
+from .model.context import anchor_mask
 from .model.rdc import CodingModel
 
 PAD = 64  # total downsampling of the hyper-latent z
@@ -126,11 +130,19 @@ class Codec:
         self.weights_name = weights_name
 
     # ------------------------------------------------------------------ helpers
-    # The two *_model methods are the only source of probability models, shared by the
+    # The *_model methods are the only source of probability models, shared by the
     # encoder and the decoder: (snapped means, scale-table indices, raw scales).
-    def _y_model(self, z_sym: torch.Tensor, igz: torch.Tensor):
+    def _y_model(self, z_sym: torch.Tensor, igz: torch.Tensor, anchor_sym: torch.Tensor | None = None):
+        """The model of the y symbols: ``h_s``'s, and with a checkerboard context (whose
+        input, the anchor symbols, the caller must then give) refined at the non-anchors."""
         means, scales = self.m.y_params(z_sym, igz)
+        if anchor_sym is not None:
+            means, scales = self.m.y_context_params(anchor_sym, means, scales)
         return snap_means(means), scale_indices(scales), scales
+
+    def _anchors(self, shape) -> np.ndarray:
+        """Anchor positions of a (1, M, h, w) latent, broadcast to its shape (numpy bool)."""
+        return np.ascontiguousarray(np.broadcast_to(anchor_mask(shape[-2], shape[-1]).numpy(), shape))
 
     def _s_model(self, y_hat: torch.Tensor):
         means, scales = self.m.s_params(y_hat)
@@ -199,11 +211,19 @@ class Codec:
             z_sym = torch.round(model.h_a(yg) * gz).clamp_(-Z_RANGE, Z_RANGE).cpu().to(torch.int32)
             mu, y_idx, scales = self._y_model(z_sym, igz)
             y_sym = torch.round(yg.cpu() - mu).clamp_(-Y_RANGE, Y_RANGE)
+            if self.m.context64 is not None:  # the anchors' symbols are final: refine the rest
+                anchors = self._anchors(y_sym.shape)
+                mu, y_idx, scales = self._y_model(z_sym, igz, y_sym * torch.from_numpy(anchors))
+                y_sym = torch.round(yg.cpu() - mu).clamp_(-Y_RANGE, Y_RANGE)
             y_hat = ((y_sym + mu).to(dev)) * igy
         with clock("entropy"):
             zc = z_sym[0].reshape(z_sym.shape[1], -1).numpy()
             z_str = coder.encode_factorized(zc, self.m.z_pmf, Z_RANGE)
-            y_str = coder.encode_gaussian(y_sym.to(torch.int32).numpy(), y_idx)
+            y_np = y_sym.to(torch.int32).numpy()
+            if self.m.context64 is not None:  # two passes: all anchors, then all the others
+                y_np = np.concatenate([y_np[anchors], y_np[~anchors]])
+                y_idx = np.concatenate([y_idx[anchors], y_idx[~anchors]])
+            y_str = coder.encode_gaussian(y_np, y_idx)
             base = container.join_strings(z_str, y_str)
         check = residual and check_residual and an.image is not None
         synthesize = reconstruct or check
@@ -260,6 +280,29 @@ class Codec:
         return self.compress(an, lo, residual, reconstruct=reconstruct, check_residual=check_residual), lo
 
     # ------------------------------------------------------------------ decode
+    def decode_y(self, y_str: bytes, z_sym: torch.Tensor, igz: torch.Tensor, clock: _Clock | None = None):
+        """The y string -> (int32 symbols (1, M, h, w), snapped means, scale indices).
+
+        With a checkerboard context: the anchors with ``h_s``'s model first, then the other
+        positions with the model refined from the decoded anchors (the encoder's order).
+        """
+        clock = clock or _Clock(None, self.m.device)
+        with clock("hyper"):
+            mu, y_idx, _ = self._y_model(z_sym, igz)
+        if self.m.context64 is None:
+            with clock("entropy"):
+                return coder.decode_gaussian(y_str, y_idx), mu, y_idx
+        anchors = self._anchors(y_idx.shape)
+        y_sym = np.zeros(y_idx.shape, dtype=np.int32)
+        with clock("entropy"):
+            y_dec = coder.GaussianDecoder(y_str)
+            y_sym[anchors] = y_dec.decode(y_idx[anchors])
+        with clock("hyper"):
+            mu, y_idx, _ = self._y_model(z_sym, igz, torch.from_numpy(y_sym).float())
+        with clock("entropy"):
+            y_sym[~anchors] = y_dec.decode(y_idx[~anchors])
+        return y_sym, mu, y_idx
+
     @torch.no_grad()
     def decompress(self, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
                    ignore_residual_errors: bool = False,
@@ -288,9 +331,7 @@ class Codec:
             gains = self.m.gains(head.alpha)
             (_, igy), (_, igz), (_, igs) = gains["y"], gains["z"], gains["s"]
             z_sym = torch.from_numpy(zc).reshape(1, N, hp // 64, wp // 64)
-            mu, y_idx, _ = self._y_model(z_sym, igz)
-        with clock("entropy"):
-            y_sym = coder.decode_gaussian(y_str, y_idx)
+        y_sym, mu, _ = self.decode_y(y_str, z_sym, igz, clock)
         with clock("hyper"):
             y_hat = ((torch.from_numpy(y_sym).float() + mu).to(dev)) * igy
         s_hat = None

@@ -16,6 +16,9 @@ Example (tested in ``tests/test_entropy.py``)::
     >>> data = encode_gaussian(sym, idx)
     >>> decode_gaussian(data, idx).tolist()
     [0, -2, 5]
+    >>> dec = GaussianDecoder(data)  # the same string in two parts
+    >>> dec.decode(idx[:1]).tolist(), dec.decode(idx[1:]).tolist()
+    ([0], [-2, 5])
 """
 
 from __future__ import annotations
@@ -56,17 +59,33 @@ def encode_gaussian(symbols: np.ndarray, scale_idx: np.ndarray) -> bytes:
     return _to_bytes(enc)
 
 
+class GaussianDecoder:
+    """Decodes a :func:`encode_gaussian` string in consecutive parts.
+
+    For models whose later parameters depend on earlier symbols (the checkerboard context:
+    anchors first, then the rest): the encoder codes the concatenation in one call, the
+    decoder asks for the parts in the same order, each with its own scale indices.
+    """
+
+    def __init__(self, data: bytes) -> None:
+        self._dec = _decoder(data)
+
+    def decode(self, scale_idx: np.ndarray) -> np.ndarray:
+        """The next ``scale_idx.size`` symbols, int32 shaped like ``scale_idx``."""
+        scale_idx = np.asarray(scale_idx)
+        stds = SCALE_TABLE[scale_idx.ravel()]
+        if not stds.size:
+            return np.zeros(scale_idx.shape, dtype=np.int32)
+        try:
+            out = self._dec.decode(_GAUSSIAN, np.zeros_like(stds), stds)
+        except (ValueError, RuntimeError, AssertionError) as e:  # constriction rejects bad data
+            raise CorruptError(f"latent stream cannot be decoded: {e}") from None
+        return np.asarray(out, dtype=np.int32).reshape(scale_idx.shape)
+
+
 def decode_gaussian(data: bytes, scale_idx: np.ndarray) -> np.ndarray:
     """Inverse of :func:`encode_gaussian`; returns int32 symbols shaped like ``scale_idx``."""
-    scale_idx = np.asarray(scale_idx)
-    stds = SCALE_TABLE[scale_idx.ravel()]
-    if not stds.size:
-        return np.zeros(scale_idx.shape, dtype=np.int32)
-    try:
-        out = _decoder(data).decode(_GAUSSIAN, np.zeros_like(stds), stds)
-    except (ValueError, RuntimeError, AssertionError) as e:  # constriction rejects bad data
-        raise CorruptError(f"latent stream cannot be decoded: {e}") from None
-    return np.asarray(out, dtype=np.int32).reshape(scale_idx.shape)
+    return GaussianDecoder(data).decode(scale_idx)
 
 
 def _channel_models(pmfs: np.ndarray) :

@@ -58,6 +58,18 @@ class GainUnit(nn.Module):
         return (self.log_gain[idx].exp()[:, :, None, None],
                 self.log_inv_gain[idx].exp()[:, :, None, None])
 
+    def at_alphas(self, alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training form of :meth:`at_alpha`: per-sample ``alpha`` (B,) in [0, 1] -> two (B, C, 1, 1),
+        differentiable, on the parameters' device and dtype."""
+        t = alpha.to(self.log_gain) * (self.levels - 1)
+        s = t.floor().clamp(max=self.levels - 2).long()
+        l = (1.0 - (t - s))[:, None]
+
+        def interp(logs: torch.Tensor) -> torch.Tensor:
+            return (l * logs[s] + (1.0 - l) * logs[s + 1]).exp()[:, :, None, None]
+
+        return interp(self.log_gain), interp(self.log_inv_gain)
+
     def at_alpha(self, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
         """Interpolated vectors for a continuous ``alpha`` -> two float32 (1, C, 1, 1).
 

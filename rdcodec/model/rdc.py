@@ -32,10 +32,13 @@ import torch
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from torch import nn
 
+from .context import CheckerboardContext, anchor_symbols
 from .fastpath import coding_copy
 from .gain import LAMBDAS, GainUnit
 from .residual import ResidualPrior, ResidualReconstruction, ScalableTransform
 from .transforms import AnalysisTransform, HyperAnalysis, HyperSynthesis, SynthesisTransform
+
+CONTEXTS = ("hyperprior", "checkerboard")
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,12 @@ class ModelConfig:
     residual_lambda_factor: float = 2.0
     # RefineBlocks after each upsampling of the residual reconstruction (0 = the paper's).
     rrn_blocks: int = 0
+    # Entropy model of y: "hyperprior" (the paper's) or "checkerboard" (+ :mod:`.context`).
+    context: str = "hyperprior"
+
+    def __post_init__(self) -> None:
+        if self.context not in CONTEXTS:
+            raise ValueError(f"context must be one of {', '.join(CONTEXTS)}, not {self.context!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -78,6 +87,7 @@ class RDCModel(nn.Module):
         self.gain_z = GainUnit(N, [1.0] * len(LAMBDAS))
         self.entropy_z = EntropyBottleneck(N)
         self.gaussian = GaussianConditional(None)
+        self.context = CheckerboardContext(M) if config.context == "checkerboard" else None
         # auxiliary branch
         self.scalable = ScalableTransform(M, S)
         self.residual_prior = ResidualPrior(M, S)
@@ -107,7 +117,7 @@ class RDCModel(nn.Module):
             zg = zg.float()
             _, z_lik = self.entropy_z(zg)
             z_hat = round_ste(zg) * igz
-            means, scales = self.h_s(z_hat)
+            means, scales = self.y_entropy_params(yg.float(), z_hat)
             yg32 = yg.float()
             _, y_lik = self.gaussian(yg32, scales, means)
             yg_hat = round_ste(yg32 - means) + means
@@ -115,6 +125,14 @@ class RDCModel(nn.Module):
         x_hat, feats = self.g_s(y_hat)
         return {"x_hat": x_hat, "feats": feats, "y": y, "y_hat": y_hat,
                 "bits_y": bits(y_lik), "bits_z": bits(z_lik)}
+
+    def y_entropy_params(self, yg: torch.Tensor, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Means and scales of the gained latent ``yg``: ``h_s(z_hat)``, refined at the
+        non-anchors by the checkerboard context (of ``yg``'s anchor symbols) when the model has one."""
+        means, scales = self.h_s(z_hat)
+        if self.context is not None:
+            means, scales = self.context(anchor_symbols(yg.detach(), means), means, scales)
+        return means, scales
 
     def forward_residual(self, x: torch.Tensor, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         """Stage-II forward: the base runs without gradients, the auxiliary branch learns."""
@@ -157,6 +175,7 @@ class CodingModel:
         self.rrn = coding_copy(self.model.rrn)
         self.h_s64 = _cpu_double_copy(model.h_s)
         self.residual_prior64 = _cpu_double_copy(model.residual_prior)
+        self.context64 = _cpu_double_copy(model.context) if model.context is not None else None
         self.z_pmf = z_pmf.to(torch.float64).numpy()
 
     def gains(self, alpha: float) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -174,6 +193,13 @@ class CodingModel:
             z_hat = z_sym.to(torch.float64) * inv_gain_z.cpu().double()
             means, scales = self.h_s64(z_hat)
         return means, scales
+
+    def y_context_params(self, anchor_sym: torch.Tensor, means: torch.Tensor,
+                         scales: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Deterministic checkerboard context: integer anchor symbols and ``h_s``'s float64
+        (means, scales) -> refined (means, scales), float64 on the CPU."""
+        with torch.no_grad():
+            return self.context64(anchor_sym.to(torch.float64), means, scales)
 
     def s_params(self, y_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Deterministic residual prior: ``y_hat`` -> (means, scales) float64 on the CPU."""

@@ -6,7 +6,9 @@ every gain vector a gradient at every step). Stage ``residual`` (paper Eq. 8): b
 loss ``bpp(s_hat) + lambda_m * 255^2 * MSE(x, x_hat_1 + r)``. Stage ``cognition`` (paper
 stage I, Eq. 7): the base codec again, loss ``bpp + lambda_n * C + lambda_local * 255^2 * D_local``
 with C the contrastive loss of :mod:`.cognition`; ``--mse-anchor mu`` adds
-``mu * base_lambda_n * 255^2 * MSE`` (0 = the paper's loss).
+``mu * base_lambda_n * 255^2 * MSE`` (0 = the paper's loss). Stage ``context`` (not in the
+paper, :mod:`.context`): everything frozen but the checkerboard context model, loss the rate of
+``y`` on cached latents, ``alpha`` drawn continuously.
 
 Options may come from a TOML file (``--config``, flat keys named like the options, e.g.
 ``stage = "cognition"``, ``mse_anchor = 0.1``); options given on the command line win.
@@ -20,6 +22,7 @@ resumed still ends its schedule on time. Checkpoints (``last.pt``) are written e
     python -m rdcodec.train --stage base --budget-minutes 80 --out runs/base
     python -m rdcodec.train --stage cognition --init runs/base/last.pt --out runs/cog
     python -m rdcodec.train --stage residual --init runs/cog/last.pt --out runs/res
+    python -m rdcodec.train --stage context --context checkerboard --init weights/rdc-v7b.safetensors --out runs/ctx
     python -m rdcodec.train --config scripts/configs/v3-cognition.toml
 """
 
@@ -35,12 +38,14 @@ from pathlib import Path
 
 import torch
 
-from ..model.rdc import LAMBDAS, ModelConfig, RDCModel
+from ..model.rdc import CONTEXTS, LAMBDAS, ModelConfig, RDCModel
 from .data import load_or_build, mixed_batch
 from .monitor import load_eval_images, quick_eval
 
-BASE_PREFIXES = ("g_a.", "g_s.", "h_a.", "h_s.", "gain_y.", "gain_z.", "entropy_z.", "gaussian.")
+BASE_PREFIXES = ("g_a.", "g_s.", "h_a.", "h_s.", "gain_y.", "gain_z.", "entropy_z.", "gaussian.", "context.")
 
+
+STAGES = ("base", "cognition", "residual", "context")
 
 #: Longest wall time one step may add to the budget clock: a run paused with SIGSTOP (to time a
 #: benchmark on the same cores) resumes where its learning-rate schedule left off.
@@ -62,7 +67,8 @@ def load_matching(model: torch.nn.Module, state: dict, keep=lambda name: True) -
 def model_config(args: dict) -> ModelConfig:
     """The model options of a run's ``vars(args)`` (also what export reads back from a checkpoint)."""
     return ModelConfig(residual_lambda_factor=args.get("residual_lambda_factor", ModelConfig.residual_lambda_factor),
-                       rrn_blocks=args.get("rrn_blocks", ModelConfig.rrn_blocks))
+                       rrn_blocks=args.get("rrn_blocks", ModelConfig.rrn_blocks),
+                       context=args.get("context", ModelConfig.context))
 
 
 def lr_at(progress: float, peak: float, warmup: float = 0.02, floor: float = 0.05) -> float:
@@ -77,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m rdcodec.train", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", help="TOML file of option defaults (flat keys, e.g. mse_anchor = 0.1)")
-    ap.add_argument("--stage", choices=["base", "cognition", "residual"])
+    ap.add_argument("--stage", choices=STAGES)
     ap.add_argument("--data", nargs="+", default=["../shared/data/train/bsds500",
                                                   "../shared/data/train/sun_hays80"])
     ap.add_argument("--cache", default="cache/crops256.pt")
@@ -108,6 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--rrn-blocks", type=int, default=ModelConfig.rrn_blocks,
                     help="refinement blocks per scale in the residual reconstruction (0 = the paper's; "
                     "new blocks start as the identity, so a residual stage warm-starts exactly)")
+    ap.add_argument("--context", choices=CONTEXTS, default=ModelConfig.context,
+                    help="entropy model of y (stored with the weights); a new checkerboard context "
+                    "starts as the hyperprior and is trained by --stage context on a frozen base")
+    ap.add_argument("--latent-cache", default=None,
+                    help="stage context: cache of g_a(crop) latents (default: cache/latents-<init name>.pt)")
     cog = ap.add_argument_group("stage cognition (paper Eq. 7)")
     cog.add_argument("--backbone", default=None, help="TFLite embedding network (default: MobileNetV1 1.0 extractor)")
     cog.add_argument("--queue", type=int, default=2048, help="negative keys kept (K in Eq. 5)")
@@ -138,8 +149,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     for name in ("stage", "out"):
         if getattr(args, name) is None:
             ap.error(f"--{name} is required (on the command line or in --config)")
-    if args.stage not in ("base", "cognition", "residual"):
-        ap.error(f"stage must be base, cognition or residual, not {args.stage!r}")
+    if args.stage not in STAGES:
+        ap.error(f"stage must be one of {', '.join(STAGES)}, not {args.stage!r}")
     return args
 
 
@@ -162,9 +173,19 @@ def main(argv=None) -> None:
             init_state = load(args.init)[0].state_dict()
         else:
             init_state = torch.load(args.init, weights_only=False)["model"]
+        if model.context is None and any(k.startswith("context.") for k in init_state):
+            raise SystemExit(f"{args.init} has a checkerboard context model: pass --context checkerboard "
+                             "(or context = \"checkerboard\" in the config) to keep it")
         # everything that fits: a residual stage warm-starts from the init's residual branch too
         load_matching(model, init_state)
     model = model.to(memory_format=torch.channels_last).train()
+    if args.stage == "context":
+        from .context import run
+
+        if args.latent_cache is None:
+            args.latent_cache = f"cache/latents-{Path(args.init or out).stem}.pt"
+        run(args, model, state, out)
+        return
 
     contrastive = None
     if args.stage == "cognition":

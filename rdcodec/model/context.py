@@ -1,0 +1,79 @@
+"""Checkerboard context model (He et al., CVPR 2021), as a refinement of the hyperprior.
+
+Not in the paper, whose TIC base codes ``y`` with a hyperprior alone. The latent positions
+are split like a checkerboard::
+
+    anchor(i, j)  =  (i + j) even          (B, 1, h, w) bool, :func:`anchor_mask`
+
+Anchors are coded first with the hyperprior's parameters ``mu_h, sigma_h = h_s(z_hat)``,
+unchanged. Every other position is coded second, with parameters that also see the decoded
+anchor symbols around it::
+
+    q      = round(y G_y - mu_h) at anchors, 0 elsewhere          (B, M, h, w) integers
+    c      = ctx(q)                                                5x5 conv, (B, K, h, w)
+    d_mu, d_log_sigma = params(c, log sigma_h)                     1x1 convs, (B, M, h, w) each
+    mu     = mu_h + d_mu,   sigma = sigma_h * exp(d_log_sigma)     at the non-anchors
+
+Because ``q`` is zero at the non-anchors, a non-anchor output of the plain 5x5 convolution
+reads only anchors (the 12 taps at odd offsets): no kernel mask is needed. Its input is the
+integer anchor *symbols*, so the decoder feeds it exactly what the encoder did.
+
+The last layer of ``params`` starts at zero: an untrained context model reproduces the
+hyperprior exactly (tested), so it can be trained on top of a frozen base (stage
+``context``) or jointly with it, and never starts worse than the model without it.
+
+Decoding cost: the two-pass order of He et al. (all anchors, then all non-anchors), so
+both passes are one range-coder call and one batched network evaluation each.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+#: Lower bound of Gaussian scales (compressai's GaussianConditional and the coding scale table).
+SCALE_BOUND = 0.11
+
+
+def anchor_mask(height: int, width: int, device=None) -> torch.Tensor:
+    """(1, 1, height, width) bool, True at the anchors ``(i + j) % 2 == 0``."""
+    i = torch.arange(height, device=device)[:, None]
+    j = torch.arange(width, device=device)[None, :]
+    return ((i + j) % 2 == 0)[None, None]
+
+
+class CheckerboardContext(nn.Module):
+    """``(anchor symbols, mu_h, sigma_h)`` -> ``(mu, sigma)`` of every position.
+
+    Shapes: all inputs and outputs (B, M, h, w). Anchors keep ``mu_h, sigma_h``.
+    """
+
+    def __init__(self, M: int, hidden: int = 128, width: int = 256, kernel: int = 5) -> None:
+        super().__init__()
+        if kernel % 2 != 1:
+            raise ValueError(f"context kernel must be odd, got {kernel}")
+        self.ctx = nn.Conv2d(M, hidden, kernel, padding=kernel // 2)
+        self.params = nn.Sequential(
+            nn.Conv2d(hidden + M, width, 1), nn.LeakyReLU(inplace=True),
+            nn.Conv2d(width, width, 1), nn.LeakyReLU(inplace=True),
+            nn.Conv2d(width, 2 * M, 1),
+        )
+        nn.init.zeros_(self.params[-1].weight)
+        nn.init.zeros_(self.params[-1].bias)
+
+    def forward(self, anchor_symbols: torch.Tensor, means_h: torch.Tensor,
+                scales_h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        anchor = anchor_mask(*means_h.shape[-2:], device=means_h.device)
+        q = anchor_symbols.masked_fill(~anchor, 0.0)
+        log_s = scales_h.clamp_min(SCALE_BOUND).log()
+        d_mu, d_log = self.params(torch.cat([self.ctx(q), log_s], dim=1)).chunk(2, dim=1)
+        means = torch.where(anchor, means_h, means_h + d_mu)
+        scales = torch.where(anchor, scales_h, (log_s + d_log).exp())
+        return means, scales
+
+
+def anchor_symbols(yg: torch.Tensor, means_h: torch.Tensor) -> torch.Tensor:
+    """``round(y G_y - mu_h)``, the integer symbols the anchors are coded with (float tensor)."""
+    return torch.round(yg - means_h)
+
+

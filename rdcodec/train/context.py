@@ -1,0 +1,155 @@
+"""Stage ``context``: train the checkerboard context model on a frozen base codec.
+
+Everything but :class:`~rdcodec.model.context.CheckerboardContext` is frozen, so the images'
+latents ``y = g_a(x)`` never change and come from a cache (:mod:`.latents`). The loss is
+the rate of ``y`` alone (nats -> bits per pixel of the 256² crop): the context model only
+moves the means and scales of the non-anchor positions, so it changes what the file costs,
+and the reconstruction only through the rounding offset of those positions.
+
+``alpha`` is drawn per sample *continuously* in [0, 1] (:meth:`GainUnit.at_alphas`), so the
+model is trained on the interpolated rates that ``--alpha`` reaches, not only on the six
+trained gain vectors.
+
+    python -m rdcodec.train --stage context --init weights/rdc-v7b.safetensors --out runs/ctx8
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from ..model.rdc import RDCModel, bits
+from .data import load_or_build
+from .latents import load_or_build_latents
+
+
+def rate_bpp(model: RDCModel, y: torch.Tensor, alpha: torch.Tensor, bf16: bool = False) -> torch.Tensor:
+    """Bits per pixel of ``y``'s symbols (B,) at per-sample rates ``alpha`` (B,).
+
+    The frozen hyper path runs in float32 without gradients, so the anchor symbols are the
+    coded ones; ``bf16`` runs only the context network's convolutions in bfloat16 (its
+    outputs are added to float32 parameters). The likelihood is float32: in ``train()``
+    mode with additive noise, in ``eval()`` mode of the rounded symbols (the coded size).
+    """
+    with torch.no_grad():
+        gy, _ = model.gain_y.at_alphas(alpha)
+        gz, igz = model.gain_z.at_alphas(alpha)
+        yg = y * gy
+        z_hat = torch.round(model.h_a(yg) * gz) * igz
+        means_h, scales_h = model.h_s(z_hat)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        means, scales = model.context(torch.round(yg - means_h), means_h, scales_h)
+    _, lik = model.gaussian(yg, scales.float(), means.float())
+    return bits(lik) / (y.shape[-1] * y.shape[-2] * 256)
+
+
+@torch.no_grad()
+def eval_rate(model: RDCModel, latents: torch.Tensor, alphas=(0.0, 0.4, 1.0)) -> dict:
+    """Mean coded-size estimate (rounded symbols) of ``latents`` at a few alphas, with and
+    without the context model (the hyperprior alone is the model before this stage)."""
+    was = model.training
+    model.eval()
+    ctx = model.context
+    out = {"alphas": list(alphas), "bpp_y": [], "bpp_y_hyperprior": []}
+    try:
+        for a in alphas:
+            al = torch.full((len(latents),), float(a))
+            out["bpp_y"].append(round(float(rate_bpp(model, latents, al).mean()), 5))
+            model.context = _Identity()
+            out["bpp_y_hyperprior"].append(round(float(rate_bpp(model, latents, al).mean()), 5))
+            model.context = ctx
+    finally:
+        model.context = ctx
+        model.train(was)
+    return out
+
+
+class _Identity(torch.nn.Module):
+    def forward(self, q, means, scales):
+        return means, scales
+
+
+def run(args, model: RDCModel, state: dict | None, out: Path) -> None:
+    """The stage's loop; ``model`` has its weights loaded, ``state`` is a resumed checkpoint or None."""
+    from .loop import MAX_STEP_SECONDS, lr_at
+
+    if model.context is None:
+        raise SystemExit("stage context needs --context checkerboard")
+    ckpt_path = out / "last.pt"
+    for n, p in model.named_parameters():
+        p.requires_grad_(n.startswith("context."))
+    params = list(model.context.parameters())
+    opt = torch.optim.Adam(params, lr=args.lr)
+    step, elapsed = 0, 0.0
+    if state is not None:
+        opt.load_state_dict(state["opt"])
+        step, elapsed = state["step"], state["elapsed"]
+    model.train()
+
+    crops = load_or_build(Path(args.cache), args.data, args.n_crops, 256)
+    latents = load_or_build_latents(Path(args.latent_cache), model, crops)
+    n_held = max(1, min(256, len(latents) // 4))  # a fixed slice for the periodic rate check
+    held_out, train_lat = latents[-n_held:].float(), latents[:-n_held]
+    gen = torch.Generator().manual_seed(args.seed + step)
+    budget = args.budget_minutes * 60
+    log = open(out / "log.jsonl", "a")
+    stop = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+
+    def save() -> None:
+        tmp = ckpt_path.with_suffix(".tmp")
+        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
+                    "elapsed": elapsed, "stage": args.stage, "args": vars(args)}, tmp)
+        tmp.replace(ckpt_path)
+
+    def evaluate() -> None:
+        rec = {"event": "eval", "step": step, "elapsed_min": round(elapsed / 60, 2),
+               **eval_rate(model, held_out)}
+        log.write(json.dumps(rec) + "\n")
+        log.flush()
+        print(json.dumps(rec), flush=True)
+
+    if step == 0:
+        evaluate()
+    t_last, t_ckpt = time.time(), time.time()
+    acc, n_acc = 0.0, 0
+    while elapsed < budget and not stop["now"]:
+        lr = lr_at(elapsed / budget, args.lr)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        idx = torch.randint(len(train_lat), (args.batch,), generator=gen)
+        y = train_lat[idx].float()
+        alpha = torch.rand(args.batch, generator=gen)
+        loss = rate_bpp(model, y, alpha, bf16=not args.no_bf16).mean()
+        opt.zero_grad(set_to_none=True)
+        if not torch.isfinite(loss):
+            continue
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        step += 1
+        now = time.time()
+        elapsed += min(now - t_last, MAX_STEP_SECONDS)
+        t_last = now
+        acc, n_acc = acc + loss.item(), n_acc + 1
+        if step % args.log_every == 0:
+            log.write(json.dumps({"step": step, "elapsed_min": round(elapsed / 60, 2), "lr": lr,
+                                  "bpp_y": acc / n_acc}) + "\n")
+            log.flush()
+            acc, n_acc = 0.0, 0
+        if args.eval_every > 0 and step % args.eval_every == 0:
+            evaluate()
+            t_last = time.time()
+        if now - t_ckpt > args.checkpoint_minutes * 60:
+            save()
+            t_ckpt = now
+    save()
+    evaluate()
+    log.write(json.dumps({"step": step, "elapsed_min": round(elapsed / 60, 2), "event": "stopped"}) + "\n")
+    log.close()
+    print(f"stage context stopped at step {step}", file=sys.stderr)
