@@ -132,10 +132,11 @@ class Codec:
     # ------------------------------------------------------------------ helpers
     # The *_model methods are the only source of probability models, shared by the
     # encoder and the decoder: (snapped means, scale-table indices, raw scales).
-    def _y_model(self, z_sym: torch.Tensor, igz: torch.Tensor, anchor_sym: torch.Tensor | None = None):
-        """The model of the y symbols: ``h_s``'s, and with a checkerboard context (whose
-        input, the anchor symbols, the caller must then give) refined at the non-anchors."""
-        means, scales = self.m.y_params(z_sym, igz)
+    def _y_model(self, hyper: tuple[torch.Tensor, torch.Tensor], anchor_sym: torch.Tensor | None = None):
+        """The model of the y symbols from ``hyper = self.m.y_params(z_sym, igz)`` (``h_s``'s
+        float64 means and scales), refined at the non-anchors by the checkerboard context
+        when the caller gives its input, the anchor symbols."""
+        means, scales = hyper
         if anchor_sym is not None:
             means, scales = self.m.y_context_params(anchor_sym, means, scales)
         return snap_means(means), scale_indices(scales), scales
@@ -209,11 +210,12 @@ class Codec:
             (gy, igy), (gz, igz), (gs, igs) = gains["y"], gains["z"], gains["s"]
             yg = y * gy
             z_sym = torch.round(model.h_a(yg) * gz).clamp_(-Z_RANGE, Z_RANGE).cpu().to(torch.int32)
-            mu, y_idx, scales = self._y_model(z_sym, igz)
+            hyper = self.m.y_params(z_sym, igz)
+            mu, y_idx, scales = self._y_model(hyper)
             y_sym = torch.round(yg.cpu() - mu).clamp_(-Y_RANGE, Y_RANGE)
             if self.m.context64 is not None:  # the anchors' symbols are final: refine the rest
                 anchors = self._anchors(y_sym.shape)
-                mu, y_idx, scales = self._y_model(z_sym, igz, y_sym * torch.from_numpy(anchors))
+                mu, y_idx, scales = self._y_model(hyper, y_sym * torch.from_numpy(anchors))
                 y_sym = torch.round(yg.cpu() - mu).clamp_(-Y_RANGE, Y_RANGE)
             y_hat = ((y_sym + mu).to(dev)) * igy
         with clock("entropy"):
@@ -288,7 +290,8 @@ class Codec:
         """
         clock = clock or _Clock(None, self.m.device)
         with clock("hyper"):
-            mu, y_idx, _ = self._y_model(z_sym, igz)
+            hyper = self.m.y_params(z_sym, igz)
+            mu, y_idx, _ = self._y_model(hyper)
         if self.m.context64 is None:
             with clock("entropy"):
                 return coder.decode_gaussian(y_str, y_idx), mu, y_idx
@@ -298,7 +301,7 @@ class Codec:
             y_dec = coder.GaussianDecoder(y_str)
             y_sym[anchors] = y_dec.decode(y_idx[anchors])
         with clock("hyper"):
-            mu, y_idx, _ = self._y_model(z_sym, igz, torch.from_numpy(y_sym).float())
+            mu, y_idx, _ = self._y_model(hyper, torch.from_numpy(y_sym).float())
         with clock("entropy"):
             y_sym[~anchors] = y_dec.decode(y_idx[~anchors])
         return y_sym, mu, y_idx

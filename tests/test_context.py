@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from rdcodec.codec import Codec
-from rdcodec.model.context import CheckerboardContext, anchor_mask
+from rdcodec.model.context import CheckerboardContext, PhasedContext, anchor_mask
 from rdcodec.model.rdc import CodingModel, ModelConfig, RDCModel
 from rdcodec.train import loop
 from rdcodec.weights import load
@@ -63,6 +63,28 @@ def test_anchors_keep_the_hyperprior_and_others_read_only_anchors():
     q3[0, :, 0, 0] += 2
     mu3, _ = ctx(q3, means, scales)
     assert not torch.equal(mu[0, :, 0, 1], mu3[0, :, 0, 1])
+
+
+@pytest.mark.parametrize("h, w", [(4, 4), (6, 10), (8, 12)])
+def test_phased_coding_form_is_the_same_function(h, w):
+    """The coding form (only the non-anchor phases, 3x3 on the stacked anchor phases) equals
+    the training form in float64, edges included."""
+    ctx = _randomized(CheckerboardContext(M, hidden=6, width=10), std=0.3).double().eval()
+    torch.manual_seed(h * w)
+    ctx.ctx.weight.data.normal_()
+    q, means, scales = (t.double() for t in _inputs(seed=h, h=h, w=w))
+    with torch.no_grad():
+        mu, sigma = ctx(q, means, scales)
+        mu2, sigma2 = PhasedContext(ctx)(q, means, scales)
+    torch.testing.assert_close(mu2, mu, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(sigma2, sigma, rtol=1e-12, atol=1e-12)
+    assert not torch.equal(mu, means)
+
+
+def test_phased_form_needs_even_sides():
+    ctx = PhasedContext(CheckerboardContext(M))
+    with pytest.raises(ValueError, match="even"):
+        ctx(*_inputs(h=5, w=6))
 
 
 @pytest.fixture(scope="module")

@@ -77,3 +77,59 @@ def anchor_symbols(yg: torch.Tensor, means_h: torch.Tensor) -> torch.Tensor:
     return torch.round(yg - means_h)
 
 
+
+
+class PhasedContext(nn.Module):
+    """Coding-time form of a :class:`CheckerboardContext`: the same function, computed only
+    where it is used.
+
+    The training form evaluates the 5x5 convolution and the 1x1 layers at every position and
+    keeps the non-anchors. Split the latent into its four 2x2 phases ``(p, q)`` (rows
+    ``p::2``, columns ``q::2``): the anchors are phases (0, 0) and (1, 1), the non-anchors
+    (0, 1) and (1, 0). A tap ``(di, dj)`` of the 5x5 kernel that reads an anchor of phase
+    ``(r, s)`` from non-anchor phase ``(p, q)`` lands at offset ``((p + di - r) / 2,
+    (q + dj - s) / 2)`` in ``{-1, 0, 1}^2`` of that phase's grid, so each non-anchor phase is a
+    3x3 convolution of the two anchor phases stacked (2M channels), and the 1x1 layers run on
+    the non-anchor phases only: about a third of the multiply-adds (``docs/model.md``).
+    Latent sides are even (multiples of 4), so the phases tile the latent exactly.
+    """
+
+    NON_ANCHORS = ((0, 1), (1, 0))
+    ANCHORS = ((0, 0), (1, 1))
+
+    def __init__(self, ctx: CheckerboardContext) -> None:
+        super().__init__()
+        w = ctx.ctx.weight.detach()  # (K, M, k, k)
+        k = w.shape[-1]
+        if k != 5:
+            raise ValueError(f"PhasedContext is derived for 5x5 context kernels, got {k}x{k}")
+        hidden, M = w.shape[:2]
+        kernels = []
+        for p, q in self.NON_ANCHORS:
+            kern = w.new_zeros(hidden, 2, M, 3, 3)
+            for a, (r, s) in enumerate(self.ANCHORS):
+                for di in range(-2, 3):
+                    for dj in range(-2, 3):
+                        if (p + di - r) % 2 or (q + dj - s) % 2:
+                            continue  # that tap reads the other anchor phase (or a non-anchor)
+                        kern[:, a, :, (p + di - r) // 2 + 1, (q + dj - s) // 2 + 1] = w[:, :, di + 2, dj + 2]
+            kernels.append(kern.reshape(hidden, 2 * M, 3, 3))
+        self.register_buffer("kernels", torch.stack(kernels))  # (2, K, 2M, 3, 3)
+        self.register_buffer("bias", ctx.ctx.bias.detach().clone())
+        self.params = ctx.params
+
+    def forward(self, anchor_symbols: torch.Tensor, means_h: torch.Tensor,
+                scales_h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h, w = means_h.shape[-2:]
+        if h % 2 or w % 2:
+            raise ValueError(f"latent sides must be even, got {h}x{w}")
+        anchors = torch.cat([anchor_symbols[:, :, r::2, s::2] for r, s in self.ANCHORS], dim=1)
+        log_s = scales_h.clamp_min(SCALE_BOUND).log()
+        means, scales = means_h.clone(), scales_h.clone()
+        for kern, (p, q) in zip(self.kernels, self.NON_ANCHORS):
+            c = torch.nn.functional.conv2d(anchors, kern, self.bias, padding=1)
+            ls = log_s[:, :, p::2, q::2]
+            d_mu, d_log = self.params(torch.cat([c, ls], dim=1)).chunk(2, dim=1)
+            means[:, :, p::2, q::2] += d_mu
+            scales[:, :, p::2, q::2] = (ls + d_log).exp()
+        return means, scales
