@@ -16,7 +16,6 @@ trained gain vectors.
 from __future__ import annotations
 
 import json
-import signal
 import sys
 import time
 from pathlib import Path
@@ -76,7 +75,7 @@ class _Identity(torch.nn.Module):
 
 def run(args, model: RDCModel, state: dict | None, out: Path) -> None:
     """The stage's loop; ``model`` has its weights loaded, ``state`` is a resumed checkpoint or None."""
-    from .loop import MAX_STEP_SECONDS, lr_at
+    from .loop import MAX_STEP_SECONDS, lr_at, optimizer_step, save_checkpoint, stop_on_sigterm
 
     if model.context is None:
         raise SystemExit("stage context needs --context checkerboard")
@@ -98,14 +97,7 @@ def run(args, model: RDCModel, state: dict | None, out: Path) -> None:
     gen = torch.Generator().manual_seed(args.seed + step)
     budget = args.budget_minutes * 60
     log = open(out / "log.jsonl", "a")
-    stop = {"now": False}
-    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
-
-    def save() -> None:
-        tmp = ckpt_path.with_suffix(".tmp")
-        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
-                    "elapsed": elapsed, "stage": args.stage, "args": vars(args)}, tmp)
-        tmp.replace(ckpt_path)
+    stop = stop_on_sigterm()
 
     def evaluate() -> None:
         rec = {"event": "eval", "step": step, "elapsed_min": round(elapsed / 60, 2),
@@ -126,12 +118,8 @@ def run(args, model: RDCModel, state: dict | None, out: Path) -> None:
         y = train_lat[idx].float()
         alpha = torch.rand(args.batch, generator=gen)
         loss = rate_bpp(model, y, alpha, bf16=not args.no_bf16).mean()
-        opt.zero_grad(set_to_none=True)
-        if not torch.isfinite(loss):
+        if not optimizer_step(opt, loss, params):
             continue
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
         step += 1
         now = time.time()
         elapsed += min(now - t_last, MAX_STEP_SECONDS)
@@ -146,9 +134,9 @@ def run(args, model: RDCModel, state: dict | None, out: Path) -> None:
             evaluate()
             t_last = time.time()
         if now - t_ckpt > args.checkpoint_minutes * 60:
-            save()
+            save_checkpoint(ckpt_path, model, opt, step, elapsed, args)
             t_ckpt = now
-    save()
+    save_checkpoint(ckpt_path, model, opt, step, elapsed, args)
     evaluate()
     log.write(json.dumps({"step": step, "elapsed_min": round(elapsed / 60, 2), "event": "stopped"}) + "\n")
     log.close()

@@ -71,6 +71,34 @@ def model_config(args: dict) -> ModelConfig:
                        context=args.get("context", ModelConfig.context))
 
 
+def save_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, step: int,
+                    elapsed: float, args: argparse.Namespace) -> None:
+    """Write ``last.pt`` atomically: weights, optimizer, step, budget clock and the run's options."""
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
+                "elapsed": elapsed, "stage": args.stage, "args": vars(args)}, tmp)
+    tmp.replace(path)
+
+
+def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor, params: list) -> bool:
+    """One Adam step with the gradient norm clipped at 1; a non-finite loss is skipped (False)
+    instead of poisoning the weights."""
+    opt.zero_grad(set_to_none=True)
+    if not torch.isfinite(loss):
+        return False
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    return True
+
+
+def stop_on_sigterm() -> dict:
+    """A flag ``{"now": bool}`` that SIGTERM sets, so a run stops after its step and checkpoints."""
+    stop = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    return stop
+
+
 def lr_at(progress: float, peak: float, warmup: float = 0.02, floor: float = 0.05) -> float:
     """Linear warm-up, then cosine decay to ``floor * peak`` at ``progress = 1``."""
     if progress < warmup:
@@ -210,14 +238,10 @@ def main(argv=None) -> None:
     gen = torch.Generator().manual_seed(args.seed + step)
     budget = args.budget_minutes * 60
     log = open(out / "log.jsonl", "a")
-    stop = {"now": False}
-    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    stop = stop_on_sigterm()
 
     def save() -> None:
-        tmp = ckpt_path.with_suffix(".tmp")
-        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
-                    "elapsed": elapsed, "stage": args.stage, "args": vars(args)}, tmp)
-        tmp.replace(ckpt_path)
+        save_checkpoint(ckpt_path, model, opt, step, elapsed, args)
 
     eval_images = []
     if args.eval_every > 0:
@@ -262,12 +286,8 @@ def main(argv=None) -> None:
                     + args.mse_anchor * lam * 255 ** 2 * mse).mean()
         else:
             loss = (bpp + lam * 255 ** 2 * mse).mean()
-        opt.zero_grad(set_to_none=True)
-        if not torch.isfinite(loss):  # skip a diverging batch instead of poisoning the weights
+        if not optimizer_step(opt, loss, params):
             continue
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
         step += 1
         now = time.time()
         elapsed += min(now - t_last, MAX_STEP_SECONDS)  # a paused (SIGSTOP) run does not spend its budget
