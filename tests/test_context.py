@@ -116,10 +116,10 @@ def test_context_stage_trains_only_the_context(tmp_path):
     out, cache, lat = tmp_path / "run", tmp_path / "crops.pt", tmp_path / "lat.pt"
     argv = ["--stage", "context", "--context", "checkerboard", "--init", str(ROOT / "weights/rdc-v7b.safetensors"),
             "--data", str(EXAMPLE.parent), "--cache", str(cache), "--n-crops", "8", "--latent-cache", str(lat),
-            "--batch", "2", "--lr", "1e-3", "--budget-minutes", "0.03", "--log-every", "1", "--out", str(out)]
+            "--batch", "2", "--lr", "1e-3", "--budget-minutes", "0.15", "--log-every", "1", "--out", str(out)]
     loop.main(argv)
     state = torch.load(out / "last.pt", weights_only=False)
-    assert state["step"] >= 1 and lat.exists()
+    assert state["step"] >= 2 and lat.exists()  # the first step has lr 0 (warm-up from zero)
     base = load(ROOT / "weights/rdc-v7b.safetensors")[0].state_dict()
     moved = [k for k, v in state["model"].items() if k in base and not torch.equal(v, base[k])]
     assert moved == []
