@@ -22,27 +22,36 @@ from pathlib import Path
 
 import torch
 
+from ..model.context import anchor_symbols
 from ..model.rdc import RDCModel, bits
 from .data import load_or_build
 from .latents import load_or_build_latents
 
 
-def rate_bpp(model: RDCModel, y: torch.Tensor, alpha: torch.Tensor, bf16: bool = False) -> torch.Tensor:
-    """Bits per pixel of ``y``'s symbols (B,) at per-sample rates ``alpha`` (B,).
-
-    The frozen hyper path runs in float32 without gradients, so the anchor symbols are the
-    coded ones; ``bf16`` runs only the context network's convolutions in bfloat16 (its
-    outputs are added to float32 parameters). The likelihood is float32: in ``train()``
-    mode with additive noise, in ``eval()`` mode of the rounded symbols (the coded size).
-    """
+def hyper_params(model: RDCModel, y: torch.Tensor, alpha: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The frozen part, in float32 without gradients: ``(y G_y, mu_h, sigma_h)`` at per-sample
+    rates ``alpha`` (B,), so the anchor symbols are the coded ones."""
     with torch.no_grad():
         gy, _ = model.gain_y.at_alphas(alpha)
         gz, igz = model.gain_z.at_alphas(alpha)
         yg = y * gy
         z_hat = torch.round(model.h_a(yg) * gz) * igz
-        means_h, scales_h = model.h_s(z_hat)
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        means, scales = model.context(torch.round(yg - means_h), means_h, scales_h)
+        return (yg, *model.h_s(z_hat))
+
+
+def rate_bpp(model: RDCModel, y: torch.Tensor, alpha: torch.Tensor, bf16: bool = False,
+             hyper: tuple[torch.Tensor, ...] | None = None, context: bool = True) -> torch.Tensor:
+    """Bits per pixel of ``y``'s symbols (B,) at per-sample rates ``alpha`` (B,).
+
+    ``hyper`` is :func:`hyper_params`' result when already computed; ``context=False`` gives
+    the hyperprior's rate alone. ``bf16`` runs only the context network's convolutions in
+    bfloat16 (its outputs are added to float32 parameters). The likelihood is float32: in
+    ``train()`` mode with additive noise, in ``eval()`` mode of the rounded symbols (the coded size).
+    """
+    yg, means, scales = hyper if hyper is not None else hyper_params(model, y, alpha)
+    if context:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            means, scales = model.context(anchor_symbols(yg, means), means, scales)
     _, lik = model.gaussian(yg, scales.float(), means.float())
     return bits(lik) / (y.shape[-1] * y.shape[-2] * 256)
 
@@ -53,24 +62,16 @@ def eval_rate(model: RDCModel, latents: torch.Tensor, alphas=(0.0, 0.4, 1.0)) ->
     without the context model (the hyperprior alone is the model before this stage)."""
     was = model.training
     model.eval()
-    ctx = model.context
     out = {"alphas": list(alphas), "bpp_y": [], "bpp_y_hyperprior": []}
     try:
         for a in alphas:
             al = torch.full((len(latents),), float(a))
-            out["bpp_y"].append(round(float(rate_bpp(model, latents, al).mean()), 5))
-            model.context = _Identity()
-            out["bpp_y_hyperprior"].append(round(float(rate_bpp(model, latents, al).mean()), 5))
-            model.context = ctx
+            hyper = hyper_params(model, latents, al)
+            for key, ctx in (("bpp_y", True), ("bpp_y_hyperprior", False)):
+                out[key].append(round(float(rate_bpp(model, latents, al, hyper=hyper, context=ctx).mean()), 5))
     finally:
-        model.context = ctx
         model.train(was)
     return out
-
-
-class _Identity(torch.nn.Module):
-    def forward(self, q, means, scales):
-        return means, scales
 
 
 def run(args, model: RDCModel, state: dict | None, out: Path) -> None:

@@ -8,6 +8,7 @@ costs only the small hyper path and the context network, not the analysis transf
 
 from __future__ import annotations
 
+import hashlib
 import sys
 import time
 from pathlib import Path
@@ -33,13 +34,31 @@ def build_latent_cache(model: RDCModel, crops: torch.Tensor, batch: int = 16,
     return out
 
 
+def g_a_fingerprint(model: RDCModel) -> str:
+    """SHA-256 (16 hex digits) of ``g_a``'s tensors: which analysis transform a cache belongs to."""
+    h = hashlib.sha256()
+    for name, t in model.g_a.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().float().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 def load_or_build_latents(path: Path, model: RDCModel, crops: torch.Tensor) -> torch.Tensor:
-    """The cache at ``path`` if it exists, else build and save it (atomically)."""
+    """The cache at ``path`` if it was made by this ``g_a``, else build and save it (atomically).
+
+    The cache stores the fingerprint of the transform that made it, so a file named after a
+    checkpoint (``latents-last.pt``) or left over from other weights is rebuilt, not reused.
+    """
+    fp = g_a_fingerprint(model)
     if path.exists():
-        return torch.load(path)
+        cached = torch.load(path)
+        if isinstance(cached, dict) and cached.get("g_a") == fp and len(cached["latents"]) == len(crops):
+            return cached["latents"]
+        print(f"{path} was made by another analysis transform or crop cache: rebuilding it",
+              file=sys.stderr, flush=True)
     lat = build_latent_cache(model, crops)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    torch.save(lat, tmp)
+    torch.save({"g_a": fp, "latents": lat}, tmp)
     tmp.replace(path)
     return lat
