@@ -6,9 +6,10 @@ compress(x, alpha):
     3. z symbols = round(h_a(y * G_y) * G_z)                    -> factorized coder
     4. means, scales = h_s(z_sym * G_z^-1)  (float64, CPU, snapped to tables)
     5. y symbols = round(y * G_y - means)                        -> Gaussian coder
-       (weights with a checkerboard context, ``rdcodec.model.context``: the anchors' symbols
-       come first, then means and scales of the other positions are refined from them and
-       those are coded second, in the same string)
+       (weights with a context model: in passes, each refining the means and scales of
+       its positions from the symbols of the passes before, all in the same string:
+       anchors then the rest for the checkerboard, ``rdcodec.model.context``; per channel
+       group within each for the space-channel model, ``rdcodec.model.channel``)
     6. y_hat = (y_sym + means) * G_y^-1                           (base layer done)
     7. s symbols = round(enc(y - y_hat) * G_s - mu_s), mu_s, sigma_s = prior(y_hat)
                                                                   -> Gaussian coder
@@ -89,19 +90,26 @@ class _Clock:
     def __init__(self, timings: dict[str, float] | None, device: torch.device) -> None:
         self.timings = timings
         self.sync = timings is not None and device.type == "cuda"
+        self._inner: list[float] = []  # seconds of nested blocks, per open block
 
     @contextmanager
     def __call__(self, stage: str):
+        """Nested blocks count only for their own stage (the decoder's range coding between
+        the context model's passes is "entropy", not "hyper")."""
         if self.timings is None:
             yield
             return
         t0 = time.perf_counter()
+        self._inner.append(0.0)
         try:
             yield
         finally:
             if self.sync:
                 torch.cuda.synchronize()
-            self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - t0
+            dt = time.perf_counter() - t0
+            self.timings[stage] = self.timings.get(stage, 0.0) + dt - self._inner.pop()
+            if self._inner:
+                self._inner[-1] += dt
 
 
 @dataclass
@@ -132,18 +140,39 @@ class Codec:
     # ------------------------------------------------------------------ helpers
     # The *_model methods are the only source of probability models, shared by the
     # encoder and the decoder: (snapped means, scale-table indices, raw scales).
-    def _y_model(self, hyper: tuple[torch.Tensor, torch.Tensor], anchor_sym: torch.Tensor | None = None):
-        """The model of the y symbols from ``hyper = self.m.y_params(z_sym, igz)`` (``h_s``'s
-        float64 means and scales), refined at the non-anchors by the checkerboard context
-        when the caller gives its input, the anchor symbols."""
+    def _y_model(self, hyper: tuple[torch.Tensor, torch.Tensor]):
+        """The hyperprior's model of the y symbols from ``hyper = self.m.y_params(z_sym, igz)``
+        (``h_s``'s float64 means and scales)."""
         means, scales = hyper
-        if anchor_sym is not None:
-            means, scales = self.m.y_context_params(anchor_sym, means, scales)
         return snap_means(means), scale_indices(scales), scales
 
-    def _anchors(self, shape) -> np.ndarray:
-        """Anchor positions of a (1, M, h, w) latent, broadcast to its shape (numpy bool)."""
-        return np.ascontiguousarray(np.broadcast_to(anchor_mask(shape[-2], shape[-1]).numpy(), shape))
+    def _encode_y(self, yg: torch.Tensor, hyper,
+                  clock: _Clock) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bytes]:
+        """Gained latent (1, M, h, w) float32 on the CPU -> (symbols, snapped means, scales, y string).
+
+        With a context model the symbols are coded in the passes of
+        :func:`rdcodec.model.channel.run_passes` (each pass's parameters from the ones before),
+        all in one string.
+        """
+        if self.m.context64 is None:
+            mu, idx, scales = self._y_model(hyper)
+            y_sym = torch.round(yg - mu).clamp_(-Y_RANGE, Y_RANGE)
+            with clock("entropy"):
+                return y_sym, mu, scales, coder.encode_gaussian(y_sym.to(torch.int32).numpy(), idx)
+        anchor = anchor_mask(*yg.shape[-2:])
+        syms, idxs = [], []
+
+        def code(phase, chans, means, scales):
+            mu, idx, where, at = _pass_model(anchor, phase, means, scales)
+            q = torch.round(yg[:, chans] - mu).clamp_(-Y_RANGE, Y_RANGE).masked_fill_(~where, 0.0)
+            syms.append(q.to(torch.int32).numpy()[at])
+            idxs.append(idx[at])
+            return _coded(q, mu, where)
+
+        means, scales, y_sym = self.m.y_passes(hyper, code)
+        with clock("entropy"):
+            y_str = coder.encode_gaussian(np.concatenate(syms), np.concatenate(idxs))
+        return y_sym.float(), snap_means(means), scales, y_str
 
     def _s_model(self, y_hat: torch.Tensor):
         means, scales = self.m.s_params(y_hat)
@@ -211,21 +240,11 @@ class Codec:
             yg = y * gy
             z_sym = torch.round(model.h_a(yg) * gz).clamp_(-Z_RANGE, Z_RANGE).cpu().to(torch.int32)
             hyper = self.m.y_params(z_sym, igz)
-            mu, y_idx, scales = self._y_model(hyper)
-            y_sym = torch.round(yg.cpu() - mu).clamp_(-Y_RANGE, Y_RANGE)
-            if self.m.context64 is not None:  # the anchors' symbols are final: refine the rest
-                anchors = self._anchors(y_sym.shape)
-                mu, y_idx, scales = self._y_model(hyper, y_sym * torch.from_numpy(anchors))
-                y_sym = torch.round(yg.cpu() - mu).clamp_(-Y_RANGE, Y_RANGE)
+            y_sym, mu, scales, y_str = self._encode_y(yg.cpu(), hyper, clock)
             y_hat = ((y_sym + mu).to(dev)) * igy
         with clock("entropy"):
             zc = z_sym[0].reshape(z_sym.shape[1], -1).numpy()
             z_str = coder.encode_factorized(zc, self.m.z_pmf, Z_RANGE)
-            y_np = y_sym.to(torch.int32).numpy()
-            if self.m.context64 is not None:  # two passes: all anchors, then all the others
-                y_np = np.concatenate([y_np[anchors], y_np[~anchors]])
-                y_idx = np.concatenate([y_idx[anchors], y_idx[~anchors]])
-            y_str = coder.encode_gaussian(y_np, y_idx)
             base = container.join_strings(z_str, y_str)
         check = residual and check_residual and an.image is not None
         synthesize = reconstruct or check
@@ -285,26 +304,29 @@ class Codec:
     def decode_y(self, y_str: bytes, z_sym: torch.Tensor, igz: torch.Tensor, clock: _Clock | None = None):
         """The y string -> (int32 symbols (1, M, h, w), snapped means, scale indices).
 
-        With a checkerboard context: the anchors with ``h_s``'s model first, then the other
-        positions with the model refined from the decoded anchors (the encoder's order).
+        With a context model: the passes of :func:`rdcodec.model.channel.run_passes`, in the
+        encoder's order, each decoded with the parameters refined from the passes before.
         """
         clock = clock or _Clock(None, self.m.device)
         with clock("hyper"):
             hyper = self.m.y_params(z_sym, igz)
-            mu, y_idx, _ = self._y_model(hyper)
         if self.m.context64 is None:
+            mu, y_idx, _ = self._y_model(hyper)
             with clock("entropy"):
                 return coder.decode_gaussian(y_str, y_idx), mu, y_idx
-        anchors = self._anchors(y_idx.shape)
-        y_sym = np.zeros(y_idx.shape, dtype=np.int32)
-        with clock("entropy"):
-            y_dec = coder.GaussianDecoder(y_str)
-            y_sym[anchors] = y_dec.decode(y_idx[anchors])
+        anchor = anchor_mask(*hyper[0].shape[-2:])
+        y_dec = coder.GaussianDecoder(y_str)
+
+        def code(phase, chans, means, scales):
+            mu, idx, where, at = _pass_model(anchor, phase, means, scales)
+            q = np.zeros(idx.shape, dtype=np.int32)
+            with clock("entropy"):
+                q[at] = y_dec.decode(idx[at])
+            return _coded(torch.from_numpy(q).float(), mu, where)
+
         with clock("hyper"):
-            mu, y_idx, _ = self._y_model(hyper, torch.from_numpy(y_sym).float())
-        with clock("entropy"):
-            y_sym[~anchors] = y_dec.decode(y_idx[~anchors])
-        return y_sym, mu, y_idx
+            means, scales, y_sym = self.m.y_passes(hyper, code)
+        return y_sym.to(torch.int32).numpy(), snap_means(means), scale_indices(scales)
 
     @torch.no_grad()
     def decompress(self, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -347,6 +369,21 @@ class Codec:
                 s_hat = self._s_hat(s_sym, s_mu, igs)
         x_hat_1, r = self._reconstruct(y_hat, s_hat, h, w, clock)
         return Reconstruction(x_hat_1, r), notes
+
+
+def _pass_model(anchor: torch.Tensor, phase: int, means: torch.Tensor, scales: torch.Tensor):
+    """One pass's coding model: (snapped means, scale indices, its positions as a (1, 1, h, w)
+    bool tensor, and broadcast to the pass's shape as a numpy bool array)."""
+    mu, idx = snap_means(means), scale_indices(scales)
+    where = anchor if phase == 0 else ~anchor
+    return mu, idx, where, np.broadcast_to(where.numpy(), idx.shape)
+
+
+def _coded(q: torch.Tensor, mu: torch.Tensor, where: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A pass's (symbols, decoded values ``q + mu``) as the context model reads them: float64,
+    zero outside the pass's positions. Encoder and decoder both build them here."""
+    q = q.double()
+    return q, (q + mu.double()).masked_fill_(~where, 0.0)
 
 
 def _weights_mismatch(file_id: int, ours: int, name: str) -> str:

@@ -49,3 +49,19 @@ def shared() -> Path:
     if not (SHARED / "data").is_dir():
         pytest.skip("../shared is not available")
     return SHARED
+
+
+def check_context_coding(codec, plain, image, alpha) -> None:
+    """A context model's coding is exact, its real bytes follow its own model (estimate within
+    2% + 64 bytes), and its latent string differs from the model without it (``plain``)."""
+    from rdcodec.bitstream import container
+
+    c = codec.compress(image, alpha, estimate=True)
+    rec, _ = codec.decompress(c.data)
+    for beta in (0.0, 1.0):
+        assert np.array_equal(rec.render(beta), c.recon.render(beta))
+    assert psnr(rec.render(0.0), image) > 22
+    est = sum(c.estimated_bits.values()) / 8
+    assert abs(len(c.data) - est) < 0.02 * len(c.data) + 64
+    other = plain.compress(image, alpha, reconstruct=False).data
+    assert container.unpack(c.data).base != container.unpack(other).base

@@ -42,6 +42,18 @@ def anchor_mask(height: int, width: int, device=None) -> torch.Tensor:
     return ((i + j) % 2 == 0)[None, None]
 
 
+def parameter_mlp(inputs: int, width: int, outputs: int) -> nn.Sequential:
+    """Three 1x1 convolutions with LeakyReLU, the last one zero: a refinement that starts as no change."""
+    mlp = nn.Sequential(
+        nn.Conv2d(inputs, width, 1), nn.LeakyReLU(inplace=True),
+        nn.Conv2d(width, width, 1), nn.LeakyReLU(inplace=True),
+        nn.Conv2d(width, outputs, 1),
+    )
+    nn.init.zeros_(mlp[-1].weight)
+    nn.init.zeros_(mlp[-1].bias)
+    return mlp
+
+
 class CheckerboardContext(nn.Module):
     """``(anchor symbols, mu_h, sigma_h)`` -> ``(mu, sigma)`` of every position.
 
@@ -53,13 +65,7 @@ class CheckerboardContext(nn.Module):
         if kernel % 2 != 1:
             raise ValueError(f"context kernel must be odd, got {kernel}")
         self.ctx = nn.Conv2d(M, hidden, kernel, padding=kernel // 2)
-        self.params = nn.Sequential(
-            nn.Conv2d(hidden + M, width, 1), nn.LeakyReLU(inplace=True),
-            nn.Conv2d(width, width, 1), nn.LeakyReLU(inplace=True),
-            nn.Conv2d(width, 2 * M, 1),
-        )
-        nn.init.zeros_(self.params[-1].weight)
-        nn.init.zeros_(self.params[-1].bias)
+        self.params = parameter_mlp(hidden + M, width, 2 * M)
 
     def forward(self, anchor_symbols: torch.Tensor, means_h: torch.Tensor,
                 scales_h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -70,13 +76,6 @@ class CheckerboardContext(nn.Module):
         means = torch.where(anchor, means_h, means_h + d_mu)
         scales = torch.where(anchor, scales_h, (log_s + d_log).exp())
         return means, scales
-
-
-def anchor_symbols(yg: torch.Tensor, means_h: torch.Tensor) -> torch.Tensor:
-    """``round(y G_y - mu_h)``, the integer symbols the anchors are coded with (float tensor)."""
-    return torch.round(yg - means_h)
-
-
 
 
 class PhasedContext(nn.Module):

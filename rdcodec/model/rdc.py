@@ -32,13 +32,14 @@ import torch
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from torch import nn
 
-from .context import CheckerboardContext, PhasedContext, anchor_symbols
+from .channel import ChannelContext, PhasedChannelContext, rounding_code, run_passes
+from .context import CheckerboardContext, PhasedContext
 from .fastpath import coding_copy
 from .gain import LAMBDAS, GainUnit
 from .residual import ResidualPrior, ResidualReconstruction, ScalableTransform
 from .transforms import AnalysisTransform, HyperAnalysis, HyperSynthesis, SynthesisTransform
 
-CONTEXTS = ("hyperprior", "checkerboard")
+CONTEXTS = ("hyperprior", "checkerboard", "space-channel")
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,8 @@ class ModelConfig:
     residual_lambda_factor: float = 2.0
     # RefineBlocks after each upsampling of the residual reconstruction (0 = the paper's).
     rrn_blocks: int = 0
-    # Entropy model of y: "hyperprior" (the paper's) or "checkerboard" (+ :mod:`.context`).
+    # Entropy model of y: "hyperprior" (the paper's), "checkerboard" (+ :mod:`.context`) or
+    # "space-channel" (the checkerboard + channel groups, :mod:`.channel`).
     context: str = "hyperprior"
 
     def __post_init__(self) -> None:
@@ -87,7 +89,8 @@ class RDCModel(nn.Module):
         self.gain_z = GainUnit(N, [1.0] * len(LAMBDAS))
         self.entropy_z = EntropyBottleneck(N)
         self.gaussian = GaussianConditional(None)
-        self.context = CheckerboardContext(M) if config.context == "checkerboard" else None
+        self.context = CheckerboardContext(M) if config.context != "hyperprior" else None
+        self.channel_context = ChannelContext(M) if config.context == "space-channel" else None
         # auxiliary branch
         self.scalable = ScalableTransform(M, S)
         self.residual_prior = ResidualPrior(M, S)
@@ -127,11 +130,19 @@ class RDCModel(nn.Module):
                 "bits_y": bits(y_lik), "bits_z": bits(z_lik)}
 
     def y_entropy_params(self, yg: torch.Tensor, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Means and scales of the gained latent ``yg``: ``h_s(z_hat)``, refined at the
-        non-anchors by the checkerboard context (of ``yg``'s anchor symbols) when the model has one."""
+        """Means and scales of the gained latent ``yg``: ``h_s(z_hat)``, refined by the context
+        model when the model has one (:meth:`y_context`)."""
         means, scales = self.h_s(z_hat)
         if self.context is not None:
-            means, scales = self.context(anchor_symbols(yg.detach(), means), means, scales)
+            means, scales = self.y_context(yg, means, scales)
+        return means, scales
+
+    def y_context(self, yg: torch.Tensor, means_h: torch.Tensor,
+                  scales_h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The hyperprior's ``(mu_h, sigma_h)`` refined by the checkerboard (and the channel
+        groups) from ``yg``'s symbols, in the coding order of :func:`.channel.run_passes`."""
+        means, scales, _ = run_passes(means_h, scales_h, self.context, self.channel_context,
+                                      rounding_code(yg))
         return means, scales
 
     def forward_residual(self, x: torch.Tensor, idx: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -175,8 +186,11 @@ class CodingModel:
         self.rrn = coding_copy(self.model.rrn)
         self.h_s64 = _cpu_double_copy(model.h_s)
         self.residual_prior64 = _cpu_double_copy(model.residual_prior)
-        # the context in its coding form (same function, a third of the work; :class:`.PhasedContext`)
+        # the context in its coding forms (same functions, less work: :class:`.PhasedContext`,
+        # :class:`.PhasedChannelContext`)
         self.context64 = PhasedContext(_cpu_double_copy(model.context)) if model.context is not None else None
+        self.channel64 = (PhasedChannelContext(_cpu_double_copy(model.channel_context))
+                          if model.channel_context is not None else None)
         self.z_pmf = z_pmf.to(torch.float64).numpy()
 
     def gains(self, alpha: float) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -195,12 +209,12 @@ class CodingModel:
             means, scales = self.h_s64(z_hat)
         return means, scales
 
-    def y_context_params(self, anchor_sym: torch.Tensor, means: torch.Tensor,
-                         scales: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Deterministic checkerboard context: integer anchor symbols and ``h_s``'s float64
-        (means, scales) -> refined (means, scales), float64 on the CPU."""
+    def y_passes(self, hyper: tuple[torch.Tensor, torch.Tensor], code) -> tuple[torch.Tensor, ...]:
+        """The context model's coding order (:func:`.channel.run_passes`) in its deterministic
+        form: ``h_s``'s float64 (means, scales) and a ``code`` function -> the final (means,
+        scales, symbols), float64 on the CPU."""
         with torch.no_grad():
-            return self.context64(anchor_sym.to(torch.float64), means, scales)
+            return run_passes(*hyper, self.context64, self.channel64, code)
 
     def s_params(self, y_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Deterministic residual prior: ``y_hat`` -> (means, scales) float64 on the CPU."""

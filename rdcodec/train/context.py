@@ -1,16 +1,19 @@
-"""Stage ``context``: train the checkerboard context model on a frozen base codec.
+"""Stage ``context``: train the context model of ``y`` on a frozen base codec.
 
-Everything but :class:`~rdcodec.model.context.CheckerboardContext` is frozen, so the images'
-latents ``y = g_a(x)`` never change and come from a cache (:mod:`.latents`). The loss is
-the rate of ``y`` alone (nats -> bits per pixel of the 256² crop): the context model only
-moves the means and scales of the non-anchor positions, so it changes what the file costs,
-and the reconstruction only through the rounding offset of those positions.
+Everything but the context model (the checkerboard :class:`~rdcodec.model.context.CheckerboardContext`
+and, for ``--context space-channel``, the channel groups :class:`~rdcodec.model.channel.ChannelContext`)
+is frozen, so the images' latents ``y = g_a(x)`` never change and come from a cache
+(:mod:`.latents`). The loss is the rate of ``y`` alone (nats -> bits per pixel of the 256²
+crop): the context model only moves the means and scales of the positions it refines, so it
+changes what the file costs, and the reconstruction only through their rounding offsets.
 
 ``alpha`` is drawn per sample *continuously* in [0, 1] (:meth:`GainUnit.at_alphas`), so the
 model is trained on the interpolated rates that ``--alpha`` reaches, not only on the six
-trained gain vectors.
+trained gain vectors. A new channel context gets its channel order from the latents
+(:func:`rate_order`) before the first step.
 
     python -m rdcodec.train --stage context --init weights/rdc-v7b.safetensors --out runs/ctx8
+    python -m rdcodec.train --stage context --context space-channel --init weights/rdc-v8.safetensors --out runs/ctx9
 """
 
 from __future__ import annotations
@@ -22,10 +25,28 @@ from pathlib import Path
 
 import torch
 
-from ..model.context import anchor_symbols
 from ..model.rdc import RDCModel, bits
 from .data import load_or_build
 from .latents import load_or_build_latents
+
+CONTEXT_PREFIXES = ("context.", "channel_context.")
+
+
+@torch.no_grad()
+def rate_order(model: RDCModel, latents: torch.Tensor, alpha: float = 0.5) -> torch.Tensor:
+    """Channels of ``y`` by their hyperprior rate on ``latents``, most bits first: the coding
+    order of a new channel context, so that the first (small) groups carry most of the
+    information the later ones are predicted from."""
+    was = model.training
+    model.eval()
+    try:
+        al = torch.full((len(latents),), alpha)
+        yg, means, scales = hyper_params(model, latents, al)
+        _, lik = model.gaussian(yg, scales, means)
+    finally:
+        model.train(was)
+    per_channel = -torch.log2(lik).sum(dim=(0, 2, 3))
+    return torch.argsort(per_channel, descending=True)
 
 
 def hyper_params(model: RDCModel, y: torch.Tensor, alpha: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -51,7 +72,7 @@ def rate_bpp(model: RDCModel, y: torch.Tensor, alpha: torch.Tensor, bf16: bool =
     yg, means, scales = hyper if hyper is not None else hyper_params(model, y, alpha)
     if context:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            means, scales = model.context(anchor_symbols(yg, means), means, scales)
+            means, scales = model.y_context(yg, means, scales)
     _, lik = model.gaussian(yg, scales.float(), means.float())
     return bits(lik) / (y.shape[-1] * y.shape[-2] * 256)
 
@@ -79,11 +100,11 @@ def run(args, model: RDCModel, state: dict | None, out: Path) -> None:
     from .loop import MAX_STEP_SECONDS, lr_at, optimizer_step, save_checkpoint, stop_on_sigterm
 
     if model.context is None:
-        raise SystemExit("stage context needs --context checkerboard")
+        raise SystemExit("stage context needs --context checkerboard or space-channel")
     ckpt_path = out / "last.pt"
     for n, p in model.named_parameters():
-        p.requires_grad_(n.startswith("context."))
-    params = list(model.context.parameters())
+        p.requires_grad_(n.startswith(CONTEXT_PREFIXES))
+    params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=args.lr)
     step, elapsed = 0, 0.0
     if state is not None:
@@ -93,6 +114,9 @@ def run(args, model: RDCModel, state: dict | None, out: Path) -> None:
 
     crops = load_or_build(Path(args.cache), args.data, args.n_crops, 256)
     latents = load_or_build_latents(Path(args.latent_cache), model, crops)
+    order = model.channel_context.order if model.channel_context is not None else None
+    if order is not None and torch.equal(order, torch.arange(len(order))):  # a new channel context
+        order.copy_(rate_order(model, latents[:512].float()))
     n_held = max(1, min(256, len(latents) // 4))  # a fixed slice for the periodic rate check
     held_out, train_lat = latents[-n_held:].float(), latents[:-n_held]
     gen = torch.Generator().manual_seed(args.seed + step)

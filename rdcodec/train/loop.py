@@ -42,7 +42,8 @@ from ..model.rdc import CONTEXTS, LAMBDAS, ModelConfig, RDCModel
 from .data import load_or_build, mixed_batch
 from .monitor import load_eval_images, quick_eval
 
-BASE_PREFIXES = ("g_a.", "g_s.", "h_a.", "h_s.", "gain_y.", "gain_z.", "entropy_z.", "gaussian.", "context.")
+BASE_PREFIXES = ("g_a.", "g_s.", "h_a.", "h_s.", "gain_y.", "gain_z.", "entropy_z.", "gaussian.", "context.",
+                 "channel_context.")
 
 
 STAGES = ("base", "cognition", "residual", "context")
@@ -144,7 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "new blocks start as the identity, so a residual stage warm-starts exactly)")
     ap.add_argument("--context", choices=CONTEXTS, default=ModelConfig.context,
                     help="entropy model of y (stored with the weights); a new checkerboard context "
-                    "starts as the hyperprior and is trained by --stage context on a frozen base")
+                    "starts as the hyperprior, a new space-channel one as the init's checkerboard; "
+                    "--stage context trains them on a frozen base")
     ap.add_argument("--latent-cache", default=None,
                     help="stage context: cache of g_a(crop) latents (default: cache/latents-<init name>.pt)")
     cog = ap.add_argument_group("stage cognition (paper Eq. 7)")
@@ -201,9 +203,13 @@ def main(argv=None) -> None:
             init_state = load(args.init)[0].state_dict()
         else:
             init_state = torch.load(args.init, weights_only=False)["model"]
-        if model.context is None and any(k.startswith("context.") for k in init_state):
-            raise SystemExit(f"{args.init} has a checkerboard context model: pass --context checkerboard "
-                             "(or context = \"checkerboard\" in the config) to keep it")
+        has = ("space-channel" if any(k.startswith("channel_context.") for k in init_state)
+               else "checkerboard" if any(k.startswith("context.") for k in init_state) else None)
+        keeps = {None: True, "checkerboard": model.context is not None,
+                 "space-channel": model.channel_context is not None}[has]
+        if not keeps:
+            raise SystemExit(f"{args.init} has a {has} context model: pass --context {has} "
+                             f"(or context = \"{has}\" in the config) to keep it")
         # everything that fits: a residual stage warm-starts from the init's residual branch too
         load_matching(model, init_state)
     model = model.to(memory_format=torch.channels_last).train()
