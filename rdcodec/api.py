@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -49,6 +50,20 @@ def get_codec(weights: str | None = None, device: str = "cpu") -> Codec:
     """A cached :class:`~rdcodec.codec.Codec` for the given weights file and device."""
     model, z_pmf, info = _weights.load(weights)
     return Codec(CodingModel(model, z_pmf, resolve_device(device)), info.weights_id, info.name)
+
+
+def decoder_for(data: bytes, weights: str | None = None, device: str = "cpu") -> Codec:
+    """The codec to decode ``data`` with: ``weights`` when given (or ``$RDCODEC_WEIGHTS``), else
+    the shipped weights that the file names (its ``weights_id``), else the default.
+
+    So a file made with opt-in weights (``--weights rdc-v9``) decodes without naming them again.
+    """
+    if weights is None and not os.environ.get(_weights.ENV_VAR):
+        try:
+            weights = _weights.known_weights().get(container.parse_header(data).weights_id)
+        except RdcError:
+            pass  # a damaged header is reported by the decoder itself
+    return get_codec(weights, device)
 
 
 def compress(image: ImageSource, alpha: float = 0.5, residual: bool = True, *, weights: str | None = None,
@@ -148,7 +163,8 @@ def decode(data: bytes | str | Path, beta: float | None = None, *, weights: str 
 
     ``beta`` defaults to 0 (fidelity) and has no effect on files without a residual layer.
     """
-    recon, _ = get_codec(weights, device).decompress(_as_bytes(data), max_pixels, ignore_residual_errors)
+    data = _as_bytes(data)
+    recon, _ = decoder_for(data, weights, device).decompress(data, max_pixels, ignore_residual_errors)
     return Image.fromarray(recon.render(0.0 if beta is None else float(beta)), "RGB")
 
 

@@ -112,7 +112,7 @@ def decode_file(input: str, output: str, beta: float | None = None, max_pixels: 
 
     from PIL import Image
 
-    from .api import get_codec
+    from .api import decoder_for
     from .fileio import check_writable, read_input, write_atomic
 
     Image.init()
@@ -121,7 +121,7 @@ def decode_file(input: str, output: str, beta: float | None = None, max_pixels: 
         raise RdcError(f"cannot tell an image format from '{output}' (use .png, .bmp, .tif, ...)")
     check_writable(output, force)
     data = read_input(input)
-    recon, notes = get_codec(weights, device).decompress(data, max_pixels, ignore_residual_errors)
+    recon, notes = decoder_for(data, weights, device).decompress(data, max_pixels, ignore_residual_errors)
     pixels = recon.render(0.0 if beta is None else beta)
     buf = io.BytesIO()
     Image.fromarray(pixels, "RGB").save(buf, format=fmt)

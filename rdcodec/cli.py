@@ -83,8 +83,9 @@ def parse_size(text: str) -> int:
 
 def _common(fn: F) -> F:
     fn = click.option("--weights", type=click.Path(dir_okay=False), default=None,
-                      help="Weights file (.safetensors) or the name of shipped weights (e.g. rdc-v3). "
-                           "Default: the shipped default.")(fn)
+                      help="Weights file (.safetensors) or the name of shipped weights (e.g. rdc-v9). "
+                           "Default: the shipped default; when decoding, the shipped weights the file "
+                           "was made with.")(fn)
     fn = click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu",
                       show_default=True, help="Where the transforms run. Files are the same either way.")(fn)
     fn = click.option("-f", "--force", is_flag=True, help="Overwrite an existing output file.")(fn)

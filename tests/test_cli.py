@@ -307,3 +307,24 @@ def test_check_residual_flag_reaches_the_encoder(tmp_path, png, monkeypatch):
     assert run("encode", png, "-o", checked, "--check-residual").exit_code == 0
     assert json.loads(run("info", plain, "--json").stdout)["layers"]["residual"] > 0
     assert json.loads(run("info", checked, "--json").stdout)["layers"]["residual"] == 0
+
+
+def test_decoding_finds_the_shipped_weights_a_file_names(tmp_path, png, monkeypatch):
+    """A file made with opt-in weights decodes without --weights (the header's weights_id
+    names them); naming other weights is still a clean error, and so is an unknown id."""
+    monkeypatch.delenv("RDCODEC_WEIGHTS", raising=False)
+    rdc, a, b = tmp_path / "x.rdc", tmp_path / "a.png", tmp_path / "b.png"
+    assert run("encode", png, "--weights", "rdc-v7b", "-o", rdc).exit_code == 0
+    assert run("decode", rdc, "-o", a).exit_code == 0
+    assert run("decode", rdc, "--weights", "rdc-v7b", "-o", b).exit_code == 0
+    assert np.array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b)))
+    assert np.array_equal(np.asarray(rdcodec.decode(rdc.read_bytes())), np.asarray(Image.open(a)))
+    r = CliRunner().invoke(main, ["decode", str(rdc), "--weights", "rdc-v6", "-o", str(tmp_path / "c.png")])
+    assert r.exit_code != 0 and "rdc-v7b" in r.output and not (tmp_path / "c.png").exists()
+    from rdcodec.bitstream import container
+
+    h, f = container.parse_header(rdc.read_bytes()), container.unpack(rdc.read_bytes())
+    unknown = tmp_path / "u.rdc"  # another weights_id: no shipped weights have it
+    unknown.write_bytes(container.pack(h.weights_id ^ 1, h.width, h.height, h.alpha_q, f.base, f.residual))
+    r = CliRunner().invoke(main, ["decode", str(unknown), "-o", str(tmp_path / "d.png")])
+    assert r.exit_code != 0 and "unknown weights" in r.output
