@@ -303,7 +303,8 @@ def report(folder: Path, ours: str = "rdcodec", mse: str = "rdcodec-mse-v1", pre
     Where curves carry ``miou-deeplabv3`` (``--segmentation``), also BD-mIoU (mIoU points, same
     integral) of the same pairs under ``bd_miou`` and the plot ``segmentation.png``.
     """
-    curves = {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json")) if p.stem != "bd_acc"}
+    curves = {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))
+              if not p.stem.startswith("bd_acc")}  # bd_acc*.json: tables, not curves
     anchors = [n for n in ("jpeg", "webp", "hevc", f"{ours}-beta0", f"{mse}-beta0", f"{mse}-beta1", *previous)
                if n in curves]
     tests = [n for n in (f"{ours}-beta1", f"{ours}-beta0") if n in curves]

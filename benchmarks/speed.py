@@ -120,7 +120,7 @@ def build_large_image(path: Path, train: Path) -> None:
 
 
 # ---------------------------------------------------------------------------- timing jobs
-def job_rdcodec(png: str, threads: int, alpha: float, reps: int, workdir: str) -> dict:
+def job_rdcodec(png: str, threads: int, alpha: float, reps: int, workdir: str, weights: str | None = None) -> dict:
     """rdcodec encode / decode of one PNG: per-stage seconds per repetition, bytes, peak RSS."""
     _quiet_imports()
     _set_threads(threads)
@@ -129,7 +129,7 @@ def job_rdcodec(png: str, threads: int, alpha: float, reps: int, workdir: str) -
     from rdcodec.api import get_codec
     from rdcodec.image import load_rgb8
 
-    codec = get_codec()
+    codec = get_codec(weights)
     rdc, out_png = Path(workdir) / f"bench-{os.getpid()}.rdc", Path(workdir) / f"bench-{os.getpid()}.png"
     image = load_rgb8(png)
     small = np.ascontiguousarray(image[:256, :256])
@@ -240,7 +240,7 @@ def job_compressai(png: str, threads: int, reps: int) -> dict:
             "bytes": nbytes, "threads": threads, "peak_rss_mib": _peak_rss_mib()}
 
 
-def job_entropy(png: str, target_bpp: float, reps: int) -> dict:
+def job_entropy(png: str, target_bpp: float, reps: int, weights: str | None = None) -> dict:
     """Entropy coding alone on the y symbols of one image: constriction vs CompressAI's rANS."""
     _quiet_imports()
     _set_threads(1)
@@ -255,7 +255,7 @@ def job_entropy(png: str, target_bpp: float, reps: int) -> dict:
     from rdcodec.entropy.tables import SCALE_TABLE, Z_RANGE
     from rdcodec.image import load_rgb8
 
-    codec = get_codec()
+    codec = get_codec(weights)
     image = load_rgb8(png)
     px = image.shape[0] * image.shape[1]
     _, alpha = codec.compress_to_size(image, int(target_bpp * px / 8))
@@ -327,12 +327,13 @@ def job_entropy(png: str, target_bpp: float, reps: int) -> dict:
 
 
 # ---------------------------------------------------------------------------- CLI memory
-def cli_rss(png: str, workdir: Path, alpha: float) -> dict:
+def cli_rss(png: str, workdir: Path, alpha: float, weights: str | None = None) -> dict:
     """Peak RSS and wall time of ``rdcodec encode`` and ``rdcodec decode`` processes (default threads)."""
     rdc, out = workdir / "cli.rdc", workdir / "cli.png"
     res = {}
-    for step, args in (("encode", ["encode", png, "-o", str(rdc), "-a", str(alpha)]),
-                       ("decode", ["decode", str(rdc), "-o", str(out)])):
+    chosen = ["--weights", weights] if weights else []
+    for step, args in (("encode", ["encode", png, "-o", str(rdc), "-a", str(alpha), *chosen]),
+                       ("decode", ["decode", str(rdc), "-o", str(out), *chosen])):
         t0 = time.perf_counter()
         p = subprocess.Popen([sys.executable, str(ROOT / "bin" / "rdcodec"), *args, "--force", "-q"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -432,6 +433,7 @@ def main(argv=None) -> None:
     ap.add_argument("--no-compressai-large", action="store_true",
                     help="skip CompressAI at 24 MP (it runs untiled: about 10 GB of memory)")
     ap.add_argument("--sizes", default="kodak,24mp", help="image sizes to time: kodak, 24mp or both")
+    ap.add_argument("--weights", default=None, help="rdcodec weights to time (default: the registry's default)")
     ap.add_argument("--quick", action="store_true", help="Kodak size only, one repetition (smoke test)")
     args = ap.parse_args(argv)
     sizes = {s for s in args.sizes.split(",") if s}
@@ -448,7 +450,9 @@ def main(argv=None) -> None:
     def log(msg: str) -> None:
         print(f"[{time.perf_counter() - t_start:7.1f} s] {msg}", file=sys.stderr, flush=True)
 
-    doc = {"machine": machine_info(),
+    from rdcodec.weights import resolve
+
+    doc = {"machine": machine_info(), "weights": resolve(args.weights).name,
            "settings": {"alpha": args.alpha, "threads": threads, "reps": args.reps, "reps_large": args.reps_large,
                         "quick": args.quick, "sizes": sorted(sizes), "compressai_quality": COMPRESSAI_QUALITY},
            "images": {}, "timing": [], "peak_rss": {}}
@@ -468,7 +472,7 @@ def main(argv=None) -> None:
                                        f"photos from {args.train}", "width": im.width, "height": im.height}
             for t in threads:
                 log(f"{name}: rdcodec, {t} thread(s)")
-                r = isolated(job_rdcodec, png, t, args.alpha, reps, tmp)
+                r = isolated(job_rdcodec, png, t, args.alpha, reps, tmp, args.weights)
                 if name == "kodak" or not args.no_compressai_large:
                     log(f"{name}: compressai mbt2018_mean, {t} thread(s)")
                     c = isolated(job_compressai, png, t, reps)
@@ -478,12 +482,14 @@ def main(argv=None) -> None:
                     "encode": _ratio(r, c, "encode"), "decode": _ratio(r, c, "decode"),
                     "encode_check_residual": _ratio(r, c, "encode_check_residual", "encode")}})
             log(f"{name}: peak RSS of rdcodec encode / decode")
-            doc["peak_rss"][name] = cli_rss(png, work, args.alpha)
+            doc["peak_rss"][name] = cli_rss(png, work, args.alpha, args.weights)
         log("entropy coding alone")
-        doc["entropy"] = isolated(job_entropy, str(args.kodak), 0.5, args.reps)
+        doc["entropy"] = isolated(job_entropy, str(args.kodak), 0.5, args.reps, args.weights)
     doc["wall_s"] = time.perf_counter() - t_start
     path = args.out / ("speed-quick.json" if args.quick else
                        "speed.json" if sizes == {"kodak", "24mp"} else f"speed-{'-'.join(sorted(sizes))}.json")
+    if args.weights:  # timings of chosen weights do not replace the default's
+        path = path.with_name(f"{path.stem}-{doc['weights']}.json")
     path.write_text(json.dumps(doc, indent=1) + "\n")
     print_summary(doc)
     print(f"\nwrote {path} ({doc['wall_s']:.0f} s)")
