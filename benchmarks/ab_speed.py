@@ -1,0 +1,70 @@
+"""Encode and decode time of several weights in one process, alternating (an A/B timing).
+
+``speed.py`` times each weights in its own run against CompressAI; runs an hour apart differ by
+a few percent on a shared machine. This script times the weights given against each other
+under the same conditions: every repetition codes the image once with each, in turn.
+
+    python benchmarks/ab_speed.py rdc-v8 rdc-v9      # -> benchmarks/results/speed/ab-rdc-v8-rdc-v9.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from rdcodec.api import get_codec  # noqa: E402
+from rdcodec.image import load_rgb8  # noqa: E402
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("weights", nargs="+", help="names or files of the weights to compare")
+    ap.add_argument("--image", type=Path, default=ROOT.parent / "shared" / "data" / "kodak" / "kodim23.png")
+    ap.add_argument("--alpha", type=float, default=0.5)
+    ap.add_argument("--reps", type=int, default=7, help="repetitions (the median is reported)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "speed")
+    args = ap.parse_args(argv)
+    if not args.image.is_file():
+        raise SystemExit(f"no such image: {args.image}")
+    torch.set_num_threads(args.threads)
+    image = load_rgb8(str(args.image))
+    codecs = {w: get_codec(w) for w in args.weights}
+    data = {w: c.compress(image, args.alpha, reconstruct=False).data for w, c in codecs.items()}
+    for w, c in codecs.items():  # warm-up
+        c.decompress(data[w])
+    enc: dict[str, list[float]] = {w: [] for w in codecs}
+    dec: dict[str, list[float]] = {w: [] for w in codecs}
+    for _ in range(args.reps):
+        for w, c in codecs.items():
+            t = time.perf_counter()
+            c.compress(image, args.alpha, reconstruct=False)
+            enc[w].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            c.decompress(data[w])
+            dec[w].append(time.perf_counter() - t)
+    doc = {"image": str(args.image), "alpha": args.alpha, "threads": args.threads, "reps": args.reps,
+           "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+           "weights": {codecs[w].weights_name: {"bytes": len(data[w]), "encode_median_s": float(np.median(enc[w])),
+                                                "decode_median_s": float(np.median(dec[w])),
+                                                "encode_runs_s": enc[w], "decode_runs_s": dec[w]}
+                       for w in codecs}}
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / ("ab-" + "-".join(codecs[w].weights_name for w in codecs) + ".json")
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+    for name, r in doc["weights"].items():
+        print(f"{name:12s} {r['bytes']:7d} B  encode {r['encode_median_s']:.3f} s  decode {r['decode_median_s']:.3f} s")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
