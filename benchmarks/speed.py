@@ -252,7 +252,7 @@ def job_entropy(png: str, target_bpp: float, reps: int, weights: str | None = No
     from rdcodec.api import get_codec
     from rdcodec.bitstream import container
     from rdcodec.entropy import coder
-    from rdcodec.entropy.tables import SCALE_TABLE, Z_RANGE
+    from rdcodec.entropy.tables import SCALE_TABLE, Z_RANGE, scale_indices
     from rdcodec.image import load_rgb8
 
     codec = get_codec(weights)
@@ -269,7 +269,8 @@ def job_entropy(png: str, target_bpp: float, reps: int, weights: str | None = No
     zc = coder.decode_factorized(z_str, codec.m.z_pmf, Z_RANGE, hz * wz)
     z_sym = torch.from_numpy(zc).reshape(1, -1, hz, wz)
     _, igz = codec.m.gains(h.alpha)["z"]
-    sym, _, idx = codec.decode_y(y_str, z_sym, igz)
+    sym, _, scales = codec.decode_y(y_str, z_sym, igz)
+    idx = scale_indices(scales)
     n = int(sym.size)
 
     # Information content under the exact coding model (zero-mean quantized Gaussian, table std).

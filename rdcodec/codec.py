@@ -163,11 +163,11 @@ class Codec:
         syms, idxs = [], []
 
         def code(phase, chans, means, scales):
-            mu, idx, where, at = _pass_model(anchor, phase, means, scales)
-            q = torch.round(yg[:, chans] - mu).clamp_(-Y_RANGE, Y_RANGE).masked_fill_(~where, 0.0)
-            syms.append(q.to(torch.int32).numpy()[at])
-            idxs.append(idx[at])
-            return _coded(q, mu, where)
+            mu, idx, at = _pass_model(anchor, phase, means, scales)
+            q = torch.round(yg[:, chans][at] - mu).clamp_(-Y_RANGE, Y_RANGE)
+            syms.append(q.to(torch.int32).numpy())
+            idxs.append(idx)
+            return _coded(q, mu, at)
 
         means, scales, y_sym = self.m.y_passes(hyper, code)
         with clock("entropy"):
@@ -302,7 +302,7 @@ class Codec:
 
     # ------------------------------------------------------------------ decode
     def decode_y(self, y_str: bytes, z_sym: torch.Tensor, igz: torch.Tensor, clock: _Clock | None = None):
-        """The y string -> (int32 symbols (1, M, h, w), snapped means, scale indices).
+        """The y string -> (int32 symbols (1, M, h, w), snapped means, scales before the table).
 
         With a context model: the passes of :func:`rdcodec.model.channel.run_passes`, in the
         encoder's order, each decoded with the parameters refined from the passes before.
@@ -311,22 +311,21 @@ class Codec:
         with clock("hyper"):
             hyper = self.m.y_params(z_sym, igz)
         if self.m.context64 is None:
-            mu, y_idx, _ = self._y_model(hyper)
+            mu, y_idx, scales = self._y_model(hyper)
             with clock("entropy"):
-                return coder.decode_gaussian(y_str, y_idx), mu, y_idx
+                return coder.decode_gaussian(y_str, y_idx), mu, scales
         anchor = anchor_mask(*hyper[0].shape[-2:])
         y_dec = coder.GaussianDecoder(y_str)
 
         def code(phase, chans, means, scales):
-            mu, idx, where, at = _pass_model(anchor, phase, means, scales)
-            q = np.zeros(idx.shape, dtype=np.int32)
+            mu, idx, at = _pass_model(anchor, phase, means, scales)
             with clock("entropy"):
-                q[at] = y_dec.decode(idx[at])
-            return _coded(torch.from_numpy(q).float(), mu, where)
+                q = y_dec.decode(idx)
+            return _coded(torch.from_numpy(q).float(), mu, at)
 
         with clock("hyper"):
             means, scales, y_sym = self.m.y_passes(hyper, code)
-        return y_sym.to(torch.int32).numpy(), snap_means(means), scale_indices(scales)
+        return y_sym.to(torch.int32).numpy(), snap_means(means), scales
 
     @torch.no_grad()
     def decompress(self, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -372,18 +371,19 @@ class Codec:
 
 
 def _pass_model(anchor: torch.Tensor, phase: int, means: torch.Tensor, scales: torch.Tensor):
-    """One pass's coding model: (snapped means, scale indices, its positions as a (1, 1, h, w)
-    bool tensor, and broadcast to the pass's shape as a numpy bool array)."""
-    mu, idx = snap_means(means), scale_indices(scales)
-    where = anchor if phase == 0 else ~anchor
-    return mu, idx, where, np.broadcast_to(where.numpy(), idx.shape)
+    """One pass's coding model at its positions only: (snapped means, scale indices, in the
+    order the string holds them, and the positions as a bool mask shaped like ``means``)."""
+    at = (anchor if phase == 0 else ~anchor).expand_as(means)
+    return snap_means(means[at]), scale_indices(scales[at]), at
 
 
-def _coded(q: torch.Tensor, mu: torch.Tensor, where: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """A pass's (symbols, decoded values ``q + mu``) as the context model reads them: float64,
-    zero outside the pass's positions. Encoder and decoder both build them here."""
+def _coded(q: torch.Tensor, mu: torch.Tensor, at: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A pass's (symbols, decoded values ``q + mu``) at positions ``at`` as the context model
+    reads them: float64, zero elsewhere. Encoder and decoder both build them here."""
     q = q.double()
-    return q, (q + mu.double()).masked_fill_(~where, 0.0)
+    sym, vals = (torch.zeros(at.shape, dtype=torch.float64) for _ in range(2))
+    sym[at], vals[at] = q, q + mu.double()
+    return sym, vals
 
 
 def _weights_mismatch(file_id: int, ours: int, name: str) -> str:

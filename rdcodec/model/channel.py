@@ -139,28 +139,27 @@ def run_passes(means_h: torch.Tensor, scales_h: torch.Tensor, checkerboard, chan
         return torch.cat(parts, dim=1)[:, inverse]
 
     out: list[dict[str, list[torch.Tensor]]] = []
+    anchor_sym = None
     for phase in (0, 1):
         if phase == 0:
             base_means, base_scales = means_h, scales_h
         else:  # every anchor is decoded: the checkerboard refines the others
-            base_means, base_scales = checkerboard(in_order(out[0]["sym"]), means_h, scales_h)
+            anchor_sym = in_order(out[0]["sym"])
+            base_means, base_scales = checkerboard(anchor_sym, means_h, scales_h)
         got: dict[str, list[torch.Tensor]] = {"means": [], "scales": [], "sym": [], "vals": []}
         for k, chans in enumerate(groups):
             m, s = base_means[:, chans], base_scales[:, chans]
-            if k:
-                if phase == 0:
-                    earlier = torch.cat(got["vals"], dim=1)
-                else:
-                    earlier = torch.cat([a + b for a, b in zip(out[0]["vals"][:k], got["vals"])], dim=1)
-                m, s = channel.refine(k, phase, earlier, m, s)
+            if k:  # phase 0: the earlier groups' anchors; phase 1: all of them
+                m, s = channel.refine(k, phase, torch.cat(got["vals"], dim=1), m, s)
             q, v = code(phase, chans, m, s)
+            if phase:  # the group's values at every position, for the groups after it
+                v = v + out[0]["vals"][k]
             for key, t in zip(("means", "scales", "sym", "vals"), (m, s, q, v)):
                 got[key].append(t)
         out.append(got)
     means = torch.where(anchor, in_order(out[0]["means"]), in_order(out[1]["means"]))
     scales = torch.where(anchor, in_order(out[0]["scales"]), in_order(out[1]["scales"]))
-    sym = in_order(out[0]["sym"]) + in_order(out[1]["sym"])
-    return means, scales, sym
+    return means, scales, anchor_sym + in_order(out[1]["sym"])
 
 
 def rounding_code(yg: torch.Tensor) -> CodeFn:
