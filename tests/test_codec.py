@@ -8,7 +8,7 @@ import rdcodec
 from rdcodec.bitstream import container
 from rdcodec.errors import CorruptError, NotRdcError, VersionError, WeightsError
 
-from .conftest import psnr
+from .conftest import ROOT, psnr
 
 
 @pytest.fixture(scope="module")
@@ -207,3 +207,20 @@ def test_weights_by_shipped_name(tmp_path):
     assert weights.resolve("rdc-v3").weights_id != by_name.weights_id
     with pytest.raises(WeightsError, match="not found"):
         weights.resolve("rdc-v999")
+
+
+def test_every_registered_weights_file_is_shipped_intact():
+    """Each entry of ``weights/registry.json`` names a file in the tree whose bytes match the
+    recorded SHA-256, each has a model card, and no two share a ``weights_id`` (decoding finds
+    a file's weights by that id)."""
+    import json
+
+    from rdcodec import weights
+
+    reg = json.loads((ROOT / "weights" / "registry.json").read_text())
+    assert reg["default"] in reg["weights"]
+    for name in reg["weights"]:
+        info = weights.resolve(name)  # raises on a missing file or a changed hash
+        assert info.name == name
+        assert (ROOT / "weights" / f"{name}.md").is_file(), f"{name} has no model card"
+    assert len(weights.known_weights()) == len(reg["weights"])

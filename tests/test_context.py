@@ -3,6 +3,8 @@ two-pass coding, and its training stage."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -115,6 +117,29 @@ def test_context_stage_trains_only_the_context(tmp_path):
     assert moved == []
     assert any(k.startswith("context.") for k in state["model"])
     assert state["model"]["context.params.4.weight"].abs().max() > 0  # it learned (started at zero)
+
+
+def test_context_stage_with_hyper_lr_moves_only_the_entropy_models(tmp_path):
+    """``--hyper-lr``: the hyper path and the prior of z learn with the context (rate of y plus
+    z); the transforms, the gains of y (the quantization) and the residual branch stay put."""
+    from rdcodec.train.context import CONTEXT_PREFIXES, is_hyper_param
+
+    out, cache, lat = tmp_path / "run", tmp_path / "crops.pt", tmp_path / "lat.pt"
+    argv = ["--stage", "context", "--context", "checkerboard", "--init", str(ROOT / "weights/rdc-v7b.safetensors"),
+            "--data", str(EXAMPLE.parent), "--cache", str(cache), "--n-crops", "8", "--latent-cache", str(lat),
+            "--batch", "2", "--lr", "1e-3", "--hyper-lr", "1e-3", "--budget-minutes", "0.15",
+            "--log-every", "1", "--out", str(out)]
+    loop.main(argv)
+    state = torch.load(out / "last.pt", weights_only=False)
+    assert state["step"] >= 2
+    base = load(ROOT / "weights/rdc-v7b.safetensors")[0].state_dict()
+    moved = {k for k, v in state["model"].items() if k in base and not torch.equal(v, base[k])}
+    assert moved and all(is_hyper_param(k) for k in moved)
+    assert {k.split(".")[0] for k in moved} >= {"h_a", "h_s", "entropy_z"}
+    assert not any(k.startswith(CONTEXT_PREFIXES) for k in moved)  # not in v7b: new, not moved
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    steps = [r for r in records if "bpp_z" in r and "event" not in r]
+    assert steps and all(r["bpp_z"] > 0 for r in steps)
 
 
 def test_export_keeps_the_context_model(tmp_path):

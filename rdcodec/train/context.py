@@ -12,8 +12,15 @@ model is trained on the interpolated rates that ``--alpha`` reaches, not only on
 trained gain vectors. A new channel context gets its channel order from the latents
 (:func:`rate_order`) before the first step.
 
+``--hyper-lr`` > 0 also trains the hyper path (``h_a``, ``h_s``, the gains of ``z`` and its
+factorized prior) at that peak learning rate, and the loss becomes the rate of ``y`` plus
+that of ``z``: the hyperprior was trained for a codec without the context model, and with
+the analysis transform and the gains of ``y`` frozen, it is still only the file's size that
+moves (``y``'s symbols are the same up to their rounding offsets).
+
     python -m rdcodec.train --stage context --init weights/rdc-v7b.safetensors --out runs/ctx8
     python -m rdcodec.train --stage context --context space-channel --init weights/rdc-v8.safetensors --out runs/ctx9
+    python -m rdcodec.train --config scripts/configs/v10-context.toml  # + --hyper-lr, from rdc-v9
 """
 
 from __future__ import annotations
@@ -25,11 +32,17 @@ from pathlib import Path
 
 import torch
 
-from ..model.rdc import RDCModel, bits
+from ..model.rdc import RDCModel, bits, round_ste
 from .data import load_or_build
 from .latents import load_or_build_latents
 
 CONTEXT_PREFIXES = ("context.", "channel_context.")
+#: What ``--hyper-lr`` adds: the hyper path and the prior of ``z`` (not its unused quantiles).
+HYPER_PREFIXES = ("h_a.", "h_s.", "gain_z.", "entropy_z.")
+
+
+def is_hyper_param(name: str) -> bool:
+    return name.startswith(HYPER_PREFIXES) and not name.endswith("quantiles")
 
 
 @torch.no_grad()
@@ -41,7 +54,7 @@ def rate_order(model: RDCModel, latents: torch.Tensor, alpha: float = 0.5) -> to
     model.eval()
     try:
         al = torch.full((len(latents),), alpha)
-        yg, means, scales = hyper_params(model, latents, al)
+        yg, means, scales, _ = hyper_params(model, latents, al)
         _, lik = model.gaussian(yg, scales, means)
     finally:
         model.train(was)
@@ -49,15 +62,22 @@ def rate_order(model: RDCModel, latents: torch.Tensor, alpha: float = 0.5) -> to
     return torch.argsort(per_channel, descending=True)
 
 
-def hyper_params(model: RDCModel, y: torch.Tensor, alpha: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """The frozen part, in float32 without gradients: ``(y G_y, mu_h, sigma_h)`` at per-sample
-    rates ``alpha`` (B,), so the anchor symbols are the coded ones."""
-    with torch.no_grad():
+def hyper_params(model: RDCModel, y: torch.Tensor, alpha: torch.Tensor,
+                 train_hyper: bool = False) -> tuple[torch.Tensor, ...]:
+    """The hyper path in float32 at per-sample rates ``alpha`` (B,): ``(y G_y, mu_h, sigma_h,
+    bits_z)``, with ``bits_z`` (B,) the rate of ``z``'s symbols (additive noise in ``train()``
+    mode, rounded in ``eval()``). ``z`` is rounded as in the codec, so the anchor symbols are
+    the coded ones. Without ``train_hyper`` it runs without gradients (the frozen part);
+    with it, ``h_a``, ``h_s``, ``G_z`` and the prior of ``z`` get gradients (rounding
+    straight-through). ``G_y`` is always frozen: it sets the quantization of ``y``."""
+    with torch.set_grad_enabled(train_hyper and torch.is_grad_enabled()):
         gy, _ = model.gain_y.at_alphas(alpha)
         gz, igz = model.gain_z.at_alphas(alpha)
-        yg = y * gy
-        z_hat = torch.round(model.h_a(yg) * gz) * igz
-        return (yg, *model.h_s(z_hat))
+        yg = (y * gy).detach()
+        zg = model.h_a(yg) * gz
+        _, z_lik = model.entropy_z(zg)
+        z_hat = round_ste(zg) * igz
+        return (yg, *model.h_s(z_hat), bits(z_lik))
 
 
 def rate_bpp(model: RDCModel, y: torch.Tensor, alpha: torch.Tensor, bf16: bool = False,
@@ -69,27 +89,34 @@ def rate_bpp(model: RDCModel, y: torch.Tensor, alpha: torch.Tensor, bf16: bool =
     bfloat16 (its outputs are added to float32 parameters). The likelihood is float32: in
     ``train()`` mode with additive noise, in ``eval()`` mode of the rounded symbols (the coded size).
     """
-    yg, means, scales = hyper if hyper is not None else hyper_params(model, y, alpha)
+    yg, means, scales, _ = hyper if hyper is not None else hyper_params(model, y, alpha)
     if context:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             means, scales = model.y_context(yg, means, scales)
     _, lik = model.gaussian(yg, scales.float(), means.float())
-    return bits(lik) / (y.shape[-1] * y.shape[-2] * 256)
+    return bits(lik) / _pixels(y)
+
+
+def _pixels(y: torch.Tensor) -> int:
+    """Image pixels of a latent (B, M, h, w): ``16 h x 16 w``."""
+    return y.shape[-1] * y.shape[-2] * 256
 
 
 @torch.no_grad()
 def eval_rate(model: RDCModel, latents: torch.Tensor, alphas=(0.0, 0.4, 1.0)) -> dict:
-    """Mean coded-size estimate (rounded symbols) of ``latents`` at a few alphas, with and
-    without the context model (the hyperprior alone is the model before this stage)."""
+    """Mean coded-size estimate (rounded symbols) of ``latents`` at a few alphas: ``y`` with
+    and without the context model (the hyperprior alone is the model before this stage),
+    and ``z``."""
     was = model.training
     model.eval()
-    out = {"alphas": list(alphas), "bpp_y": [], "bpp_y_hyperprior": []}
+    out = {"alphas": list(alphas), "bpp_y": [], "bpp_y_hyperprior": [], "bpp_z": []}
     try:
         for a in alphas:
             al = torch.full((len(latents),), float(a))
             hyper = hyper_params(model, latents, al)
             for key, ctx in (("bpp_y", True), ("bpp_y_hyperprior", False)):
                 out[key].append(round(float(rate_bpp(model, latents, al, hyper=hyper, context=ctx).mean()), 5))
+            out["bpp_z"].append(round(float(hyper[3].mean()) / _pixels(latents), 5))
     finally:
         model.train(was)
     return out
@@ -102,10 +129,18 @@ def run(args, model: RDCModel, state: dict | None, out: Path) -> None:
     if model.context is None:
         raise SystemExit("stage context needs --context checkerboard or space-channel")
     ckpt_path = out / "last.pt"
+    train_hyper = args.hyper_lr > 0
+    groups = {"context": [], "hyper": []}
     for n, p in model.named_parameters():
-        p.requires_grad_(n.startswith(CONTEXT_PREFIXES))
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=args.lr)
+        group = ("context" if n.startswith(CONTEXT_PREFIXES)
+                 else "hyper" if train_hyper and is_hyper_param(n) else None)
+        p.requires_grad_(group is not None)
+        if group is not None:
+            groups[group].append(p)
+    params = groups["context"] + groups["hyper"]
+    peaks = [args.lr] + ([args.hyper_lr] if train_hyper else [])
+    opt = torch.optim.Adam([{"params": groups["context"]}]
+                           + ([{"params": groups["hyper"]}] if train_hyper else []), lr=args.lr)
     step, elapsed = 0, 0.0
     if state is not None:
         opt.load_state_dict(state["opt"])
@@ -134,27 +169,30 @@ def run(args, model: RDCModel, state: dict | None, out: Path) -> None:
     if step == 0:
         evaluate()
     t_last, t_ckpt = time.time(), time.time()
-    acc, n_acc = 0.0, 0
+    acc, acc_z, n_acc = 0.0, 0.0, 0
     while elapsed < budget and not stop["now"]:
         lr = lr_at(elapsed / budget, args.lr)
-        for g in opt.param_groups:
-            g["lr"] = lr
+        for g, peak in zip(opt.param_groups, peaks):
+            g["lr"] = lr_at(elapsed / budget, peak)
         idx = torch.randint(len(train_lat), (args.batch,), generator=gen)
         y = train_lat[idx].float()
         alpha = torch.rand(args.batch, generator=gen)
-        loss = rate_bpp(model, y, alpha, bf16=not args.no_bf16).mean()
+        hyper = hyper_params(model, y, alpha, train_hyper=train_hyper)
+        bpp = rate_bpp(model, y, alpha, bf16=not args.no_bf16, hyper=hyper)
+        bpp_z = hyper[3] / _pixels(y)
+        loss = (bpp + bpp_z).mean() if train_hyper else bpp.mean()
         if not optimizer_step(opt, loss, params):
             continue
         step += 1
         now = time.time()
         elapsed += min(now - t_last, MAX_STEP_SECONDS)
         t_last = now
-        acc, n_acc = acc + loss.item(), n_acc + 1
+        acc, acc_z, n_acc = acc + bpp.mean().item(), acc_z + bpp_z.mean().item(), n_acc + 1
         if step % args.log_every == 0:
             log.write(json.dumps({"step": step, "elapsed_min": round(elapsed / 60, 2), "lr": lr,
-                                  "bpp_y": acc / n_acc}) + "\n")
+                                  "bpp_y": acc / n_acc, "bpp_z": acc_z / n_acc}) + "\n")
             log.flush()
-            acc, n_acc = 0.0, 0
+            acc, acc_z, n_acc = 0.0, 0.0, 0
         if args.eval_every > 0 and step % args.eval_every == 0:
             evaluate()
             t_last = time.time()

@@ -7,8 +7,8 @@ loss ``bpp(s_hat) + lambda_m * 255^2 * MSE(x, x_hat_1 + r)``. Stage ``cognition`
 stage I, Eq. 7): the base codec again, loss ``bpp + lambda_n * C + lambda_local * 255^2 * D_local``
 with C the contrastive loss of :mod:`.cognition`; ``--mse-anchor mu`` adds
 ``mu * base_lambda_n * 255^2 * MSE`` (0 = the paper's loss). Stage ``context`` (not in the
-paper, :mod:`.context`): everything frozen but the checkerboard context model, loss the rate of
-``y`` on cached latents, ``alpha`` drawn continuously.
+paper, :mod:`.context`): everything frozen but the context model (and with ``--hyper-lr`` the
+hyper path), loss the rate of ``y`` (plus ``z``) on cached latents, ``alpha`` drawn continuously.
 
 Options may come from a TOML file (``--config``, flat keys named like the options, e.g.
 ``stage = "cognition"``, ``mse_anchor = 0.1``); options given on the command line win.
@@ -147,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="entropy model of y (stored with the weights); a new checkerboard context "
                     "starts as the hyperprior, a new space-channel one as the init's checkerboard; "
                     "--stage context trains them on a frozen base")
+    ap.add_argument("--hyper-lr", type=float, default=0.0,
+                    help="stage context: also train the hyper path (h_a, h_s, z's gains and prior) at this "
+                    "peak learning rate, on the rate of y plus z (0 = frozen)")
     ap.add_argument("--latent-cache", default=None,
                     help="stage context: cache of g_a(crop) latents (default: cache/latents-<init name>.pt)")
     cog = ap.add_argument_group("stage cognition (paper Eq. 7)")
