@@ -104,23 +104,25 @@ def test_two_pass_coding_is_exact(context_codec, crop, alpha):
 
 
 def _tiny_context_run(tmp_path, *extra: str):
-    """Stage context from rdc-v7b for 9 seconds on the bundled example: (run folder, last.pt)."""
+    """Stage context from rdc-v7b for 9 seconds on the bundled example: (run folder, last.pt,
+    names of rdc-v7b's tensors that moved)."""
     out = tmp_path / "run"
     argv = ["--stage", "context", "--context", "checkerboard", "--init", str(ROOT / "weights/rdc-v7b.safetensors"),
             "--data", str(EXAMPLE.parent), "--cache", str(tmp_path / "crops.pt"), "--n-crops", "8",
             "--latent-cache", str(tmp_path / "lat.pt"), "--batch", "2", "--lr", "1e-3", "--budget-minutes", "0.15",
             "--log-every", "1", "--out", str(out), *extra]
     loop.main(argv)
-    return out, torch.load(out / "last.pt", weights_only=False)
+    state = torch.load(out / "last.pt", weights_only=False)
+    base = load(ROOT / "weights/rdc-v7b.safetensors")[0].state_dict()
+    moved = {k for k, v in state["model"].items() if k in base and not torch.equal(v, base[k])}
+    return out, state, moved
 
 
 def test_context_stage_trains_only_the_context(tmp_path):
     """A tiny run of stage context: rate goes into the log, nothing but the context moves."""
-    out, state = _tiny_context_run(tmp_path)
+    _, state, moved = _tiny_context_run(tmp_path)
     assert state["step"] >= 2 and (tmp_path / "lat.pt").exists()  # the first step has lr 0 (warm-up from zero)
-    base = load(ROOT / "weights/rdc-v7b.safetensors")[0].state_dict()
-    moved = [k for k, v in state["model"].items() if k in base and not torch.equal(v, base[k])]
-    assert moved == []
+    assert moved == set()
     assert any(k.startswith("context.") for k in state["model"])
     assert state["model"]["context.params.4.weight"].abs().max() > 0  # it learned (started at zero)
 
@@ -130,10 +132,8 @@ def test_context_stage_with_hyper_lr_moves_only_the_entropy_models(tmp_path):
     z); the transforms, the gains of y (the quantization) and the residual branch stay put."""
     from rdcodec.train.context import CONTEXT_PREFIXES, is_hyper_param
 
-    out, state = _tiny_context_run(tmp_path, "--hyper-lr", "1e-3")
+    out, state, moved = _tiny_context_run(tmp_path, "--hyper-lr", "1e-3")
     assert state["step"] >= 2
-    base = load(ROOT / "weights/rdc-v7b.safetensors")[0].state_dict()
-    moved = {k for k, v in state["model"].items() if k in base and not torch.equal(v, base[k])}
     assert moved and all(is_hyper_param(k) for k in moved)
     assert {k.split(".")[0] for k in moved} >= {"h_a", "h_s", "entropy_z"}
     assert not any(k.startswith(CONTEXT_PREFIXES) for k in moved)  # not in v7b: new, not moved

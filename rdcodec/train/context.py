@@ -80,21 +80,21 @@ def hyper_params(model: RDCModel, y: torch.Tensor, alpha: torch.Tensor,
         return (yg, *model.h_s(z_hat), bits(z_lik))
 
 
-def rate_bpp(model: RDCModel, y: torch.Tensor, alpha: torch.Tensor, bf16: bool = False,
-             hyper: tuple[torch.Tensor, ...] | None = None, context: bool = True) -> torch.Tensor:
-    """Bits per pixel of ``y``'s symbols (B,) at per-sample rates ``alpha`` (B,).
+def rate_bpp(model: RDCModel, hyper: tuple[torch.Tensor, ...], bf16: bool = False,
+             context: bool = True) -> torch.Tensor:
+    """Bits per pixel of ``y``'s symbols (B,), from :func:`hyper_params`' result ``hyper``.
 
-    ``hyper`` is :func:`hyper_params`' result when already computed; ``context=False`` gives
-    the hyperprior's rate alone. ``bf16`` runs only the context network's convolutions in
-    bfloat16 (its outputs are added to float32 parameters). The likelihood is float32: in
-    ``train()`` mode with additive noise, in ``eval()`` mode of the rounded symbols (the coded size).
+    ``context=False`` gives the hyperprior's rate alone. ``bf16`` runs only the context
+    network's convolutions in bfloat16 (its outputs are added to float32 parameters). The
+    likelihood is float32: in ``train()`` mode with additive noise, in ``eval()`` mode of the
+    rounded symbols (the coded size).
     """
-    yg, means, scales, _ = hyper if hyper is not None else hyper_params(model, y, alpha)
+    yg, means, scales, _ = hyper
     if context:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             means, scales = model.y_context(yg, means, scales)
     _, lik = model.gaussian(yg, scales.float(), means.float())
-    return bits(lik) / _pixels(y)
+    return bits(lik) / _pixels(yg)
 
 
 def _pixels(y: torch.Tensor) -> int:
@@ -115,7 +115,7 @@ def eval_rate(model: RDCModel, latents: torch.Tensor, alphas=(0.0, 0.4, 1.0)) ->
             al = torch.full((len(latents),), float(a))
             hyper = hyper_params(model, latents, al)
             for key, ctx in (("bpp_y", True), ("bpp_y_hyperprior", False)):
-                out[key].append(round(float(rate_bpp(model, latents, al, hyper=hyper, context=ctx).mean()), 5))
+                out[key].append(round(float(rate_bpp(model, hyper, context=ctx).mean()), 5))
             out["bpp_z"].append(round(float(hyper[3].mean()) / _pixels(latents), 5))
     finally:
         model.train(was)
@@ -171,14 +171,13 @@ def run(args, model: RDCModel, state: dict | None, out: Path) -> None:
     t_last, t_ckpt = time.time(), time.time()
     acc, acc_z, n_acc = 0.0, 0.0, 0
     while elapsed < budget and not stop["now"]:
-        lr = lr_at(elapsed / budget, args.lr)
         for g, peak in zip(opt.param_groups, peaks):
             g["lr"] = lr_at(elapsed / budget, peak)
         idx = torch.randint(len(train_lat), (args.batch,), generator=gen)
         y = train_lat[idx].float()
         alpha = torch.rand(args.batch, generator=gen)
         hyper = hyper_params(model, y, alpha, train_hyper=train_hyper)
-        bpp = rate_bpp(model, y, alpha, bf16=not args.no_bf16, hyper=hyper)
+        bpp = rate_bpp(model, hyper, bf16=not args.no_bf16)
         bpp_z = hyper[3] / _pixels(y)
         loss = (bpp + bpp_z).mean() if train_hyper else bpp.mean()
         if not optimizer_step(opt, loss, params):
@@ -189,7 +188,7 @@ def run(args, model: RDCModel, state: dict | None, out: Path) -> None:
         t_last = now
         acc, acc_z, n_acc = acc + bpp.mean().item(), acc_z + bpp_z.mean().item(), n_acc + 1
         if step % args.log_every == 0:
-            log.write(json.dumps({"step": step, "elapsed_min": round(elapsed / 60, 2), "lr": lr,
+            log.write(json.dumps({"step": step, "elapsed_min": round(elapsed / 60, 2), "lr": opt.param_groups[0]["lr"],
                                   "bpp_y": acc / n_acc, "bpp_z": acc_z / n_acc}) + "\n")
             log.flush()
             acc, acc_z, n_acc = 0.0, 0.0, 0
