@@ -46,10 +46,16 @@ def resolve_device(device: str) -> str:
 
 
 @lru_cache(maxsize=4)
-def get_codec(weights: str | None = None, device: str = "cpu") -> Codec:
-    """A cached :class:`~rdcodec.codec.Codec` for the given weights file and device."""
+def get_codec(weights: str | None = None, device: str = "cpu", bf16_synthesis: bool | None = None) -> Codec:
+    """A cached :class:`~rdcodec.codec.Codec` for the given weights file and device.
+
+    ``bf16_synthesis``: run the wide layers of the synthesis in bfloat16 (None: where the CPU
+    has native bfloat16, :func:`rdcodec.model.fastpath.bf16_synthesis_default`). Files are the
+    same either way; decoded pixels move by float rounding.
+    """
     model, z_pmf, info = _weights.load(weights)
-    return Codec(CodingModel(model, z_pmf, resolve_device(device)), info.weights_id, info.name)
+    coding = CodingModel(model, z_pmf, resolve_device(device), bf16_synthesis=bf16_synthesis)
+    return Codec(coding, info.weights_id, info.name)
 
 
 def decoder_for(data: bytes, weights: str | None = None, device: str = "cpu") -> Codec:

@@ -260,6 +260,10 @@ def decode(inputs: tuple[str, ...], output: str | None, beta: float | None, max_
       rdcodec decode kodim23.rdc -b 1 -o machine.png # base layer image
       rdcodec decode out/*.rdc -o decoded/           # many files, all cores
       rdcodec decode kodim23.rdc -o - > out.png
+
+    On CPUs with native bfloat16 (AVX512-BF16 or AMX) the wide layers of the synthesis run in
+    bfloat16, about 2x faster, moving PSNR by a few thousandths of a dB; set
+    RDCODEC_SYNTHESIS=float32 to decode in float32 (or bfloat16 to force it).
     """
     import time
 

@@ -45,6 +45,23 @@ def codec():
 
 
 @pytest.fixture(scope="session")
+def codec32():
+    """The default weights with the synthesis in float32 everywhere (``codec`` uses bfloat16
+    for its wide layers on CPUs that have it natively)."""
+    from rdcodec.api import get_codec
+
+    return get_codec(bf16_synthesis=False)
+
+
+@pytest.fixture(scope="session")
+def codec16():
+    """The default weights with the wide synthesis layers in bfloat16, whatever the CPU."""
+    from rdcodec.api import get_codec
+
+    return get_codec(bf16_synthesis=True)
+
+
+@pytest.fixture(scope="session")
 def shared() -> Path:
     if not (SHARED / "data").is_dir():
         pytest.skip("../shared is not available")

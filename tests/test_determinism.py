@@ -2,8 +2,9 @@
 
 Files are identical across thread counts (``test_codec.test_encode_is_thread_count_independent``):
 everything that reaches the entropy coder runs in float64 and is snapped to tables. The
-synthesis runs in float32 in its coding form (:mod:`rdcodec.model.fastpath`), whose sums do
-not depend on the thread count. The training-time form did: oneDNN's 1x1 convolutions (GDN)
+synthesis runs in its coding form (:mod:`rdcodec.model.fastpath`; float32, or bfloat16 for
+the wide layers of g_s on CPUs with native bfloat16), whose sums do not depend on the thread
+count in either precision. The training-time form did: oneDNN's 1x1 convolutions (GDN)
 moved samples by one level on 1.8e-5 of kodim23, and its transposed convolutions in the
 residual branch split their sums at some sizes (8x12 and 10x10 latents, the two crops here).
 docs/robustness.md has the details.
@@ -39,7 +40,9 @@ def test_decoding_is_repeatable(codec, files):
             np.testing.assert_array_equal(a.render(beta), b.render(beta))
 
 
-def test_decoding_is_identical_across_thread_counts(codec, files):
+@pytest.mark.parametrize("form", ["float32", "bfloat16"])
+def test_decoding_is_identical_across_thread_counts(codec32, codec16, files, form):
+    codec = codec32 if form == "float32" else codec16
     for data in files:
         one, two = _decode(codec, data, 1), _decode(codec, data, 2)
         assert torch.equal(one.x_hat_1, two.x_hat_1) and torch.equal(one.r, two.r)
@@ -48,8 +51,9 @@ def test_decoding_is_identical_across_thread_counts(codec, files):
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_training_form_and_coding_form_agree(codec, files, threads):
+def test_training_form_and_coding_form_agree(codec32, files, threads):
     """The fast coding form computes the training-time synthesis (to float rounding)."""
+    codec = codec32
     recon = _decode(codec, files[1], threads)
     m = codec.m
     saved = m.g_s, m.rrn

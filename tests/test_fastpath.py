@@ -5,7 +5,9 @@ import torch
 from compressai.layers import GDN
 from torch import nn
 
-from rdcodec.model.fastpath import FastGDN, SubpixelDeconv, coding_copy
+from rdcodec.errors import RdcError
+from rdcodec.model import fastpath
+from rdcodec.model.fastpath import Bf16Deconv, FastGDN, SubpixelDeconv, coding_copy
 from rdcodec.model.transforms import SynthesisTransform, deconv
 
 
@@ -57,10 +59,53 @@ def test_coding_copy_of_synthesis_matches_and_leaves_the_original_alone():
     assert not any(p.requires_grad for p in fast.parameters())
 
 
-def test_coding_model_matches_training_model(codec, crop):
+def test_coding_model_matches_training_model(codec32, crop):
+    codec = codec32
     x = torch.from_numpy(crop).permute(2, 0, 1)[None].float() / 255
     with torch.no_grad():
         y_ref, y = codec.m.model.g_a(x), codec.m.g_a(x)
         (x_ref, _), (x_out, _) = codec.m.model.g_s(y_ref), codec.m.g_s(y_ref)
     torch.testing.assert_close(y, y_ref, rtol=0, atol=1e-4 * y_ref.abs().max().item())
     torch.testing.assert_close(x_out, x_ref, rtol=0, atol=1e-5)
+
+
+def test_bf16_synthesis_is_float32_synthesis_to_bfloat16_rounding(codec32, codec16, crop):
+    """Only the inner layers change form; the output stays within a level of float32."""
+    x = torch.from_numpy(crop).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        y = codec32.m.g_a(x)
+        (x32, f32), (x16, f16) = codec32.m.g_s(y), codec16.m.g_s(y)
+    assert x16.dtype == torch.float32 and all(f.dtype == torch.float32 for f in f16)
+    for a, b in zip(f16, f32):  # the features the residual branch reads: bfloat16's 3 digits
+        torch.testing.assert_close(a, b, rtol=0, atol=0.02 * b.abs().max().item())
+    diff = (x16 - x32).abs()
+    assert 0 < diff.max() < 2 / 255 and diff.mean() < 0.1 / 255
+    for net in ("g_s", "rrn"):  # three inner layers each; the 3-channel output layers stay float32
+        inner = [m for m in getattr(codec16.m, net).modules() if isinstance(m, Bf16Deconv)]
+        assert len(inner) == 3 and all(m.out_channels > 3 for m in inner)
+        assert not any(isinstance(m, Bf16Deconv) for m in getattr(codec32.m, net).modules())
+    assert codec16.m.bf16_synthesis and not codec32.m.bf16_synthesis
+
+
+@pytest.mark.parametrize("avx512_bf16,amx,device,expected", [
+    (True, False, "cpu", True), (False, True, "cpu", True), (False, False, "cpu", False),
+    (True, True, "cuda", False)])
+def test_bf16_synthesis_default_follows_the_cpu(monkeypatch, avx512_bf16, amx, device, expected):
+    monkeypatch.delenv(fastpath.SYNTHESIS_ENV, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    assert fastpath.bf16_synthesis_default(device) is expected
+
+
+@pytest.mark.parametrize("value,expected", [("float32", False), ("FP32", False), ("bfloat16", True), ("bf16 ", True)])
+def test_bf16_synthesis_default_obeys_the_environment(monkeypatch, value, expected):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: not expected)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: not expected)
+    monkeypatch.setenv(fastpath.SYNTHESIS_ENV, value)
+    assert fastpath.bf16_synthesis_default("cpu") is expected
+
+
+def test_bf16_synthesis_refuses_an_unknown_setting(monkeypatch):
+    monkeypatch.setenv(fastpath.SYNTHESIS_ENV, "float16")
+    with pytest.raises(RdcError, match="float32 or bfloat16"):
+        fastpath.bf16_synthesis_default("cpu")

@@ -34,7 +34,7 @@ from torch import nn
 
 from .channel import ChannelContext, PhasedChannelContext, rounding_code, run_passes
 from .context import CheckerboardContext, PhasedContext
-from .fastpath import coding_copy
+from .fastpath import bf16_synthesis_default, coding_copy
 from .gain import LAMBDAS, GainUnit
 from .residual import ResidualPrior, ResidualReconstruction, ScalableTransform
 from .transforms import AnalysisTransform, HyperAnalysis, HyperSynthesis, SynthesisTransform
@@ -171,19 +171,26 @@ class CodingModel:
     """Coding-time view of a trained :class:`RDCModel`.
 
     Splits the model into what may run anywhere (the big transforms, in float32 on the
-    chosen device, in the channels-last forms of :func:`.fastpath.coding_copy`) and what
+    chosen device, in the channels-last forms of :func:`.fastpath.coding_copy`; the inner
+    layers of ``g_s`` and of the residual reconstruction in bfloat16 when ``bf16_synthesis``,
+    by default on CPUs with native bfloat16: :func:`.fastpath.bf16_synthesis_default`) and what
     must give bit-identical results on every machine (the paths that produce probability
     models: ``h_s`` and the residual prior, run in float64 on the CPU, with outputs snapped
     by :mod:`rdcodec.entropy.tables`).
     """
 
-    def __init__(self, model: RDCModel, z_pmf: torch.Tensor, device: str = "cpu") -> None:
+    def __init__(self, model: RDCModel, z_pmf: torch.Tensor, device: str = "cpu",
+                 bf16_synthesis: bool | None = None) -> None:
         self.model = model.eval().to(device)
         self.device = torch.device(device)
-        # the big transforms in their fast coding forms (same functions, :mod:`.fastpath`)
+        # the big transforms in their fast coding forms (same functions, :mod:`.fastpath`);
+        # their inner layers in bfloat16 where the CPU has it natively (None: decide by the CPU)
+        if bf16_synthesis is None:
+            bf16_synthesis = bf16_synthesis_default(self.device)
+        self.bf16_synthesis = bf16_synthesis
         self.g_a = coding_copy(self.model.g_a)
-        self.g_s = coding_copy(self.model.g_s)
-        self.rrn = coding_copy(self.model.rrn)
+        self.g_s = coding_copy(self.model.g_s, bf16=bf16_synthesis)
+        self.rrn = coding_copy(self.model.rrn, bf16=bf16_synthesis)
         self.h_s64 = _cpu_double_copy(model.h_s)
         self.residual_prior64 = _cpu_double_copy(model.residual_prior)
         # the context in its coding forms (same functions, less work: :class:`.PhasedContext`,
