@@ -5,6 +5,11 @@ a few percent on a shared machine. This script times the weights given against e
 under the same conditions: every repetition codes the image once with each, in turn.
 
     python benchmarks/ab_speed.py rdc-v8 rdc-v9      # -> benchmarks/results/speed/ab-rdc-v8-rdc-v9.json
+
+A weights name may end in ``:float32`` or ``:bfloat16`` to fix the synthesis precision
+(``docs/model.md``; by default it follows the CPU), so one run times the two forms:
+
+    python benchmarks/ab_speed.py rdc-v11:float32 rdc-v11:bfloat16 --threads 2
 """
 
 from __future__ import annotations
@@ -24,6 +29,25 @@ sys.path.insert(0, str(ROOT))
 from rdcodec.api import get_codec  # noqa: E402
 from rdcodec.image import load_rgb8  # noqa: E402
 
+#: The synthesis precision a ``:suffix`` asks for (None: the CPU-based default).
+FORMS = {"": None, "float32": False, "bfloat16": True}
+
+
+def _split(spec: str) -> tuple[str, str]:
+    """``"rdc-v11:float32"`` -> ``("rdc-v11", "float32")``; no known suffix -> ``(spec, "")``."""
+    name, _, form = spec.rpartition(":")
+    return (name, form) if name and form in FORMS else (spec, "")
+
+
+def _codec(spec: str):
+    name, form = _split(spec)
+    return get_codec(name, bf16_synthesis=FORMS[form])
+
+
+def _label(spec: str, codec) -> str:
+    form = _split(spec)[1]
+    return codec.weights_name + (f":{form}" if form else "")
+
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -38,7 +62,7 @@ def main(argv=None) -> None:
         raise SystemExit(f"no such image: {args.image}")
     torch.set_num_threads(args.threads)
     image = load_rgb8(str(args.image))
-    codecs = {w: get_codec(w) for w in args.weights}
+    codecs = {w: _codec(w) for w in args.weights}
     data = {w: c.compress(image, args.alpha, reconstruct=False).data for w, c in codecs.items()}
     for w, c in codecs.items():  # warm-up
         c.decompress(data[w])
@@ -54,12 +78,13 @@ def main(argv=None) -> None:
             dec[w].append(time.perf_counter() - t)
     doc = {"image": str(args.image), "alpha": args.alpha, "threads": args.threads, "reps": args.reps,
            "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-           "weights": {codecs[w].weights_name: {"bytes": len(data[w]), "encode_median_s": float(np.median(enc[w])),
+           "weights": {_label(w, codecs[w]): {"bytes": len(data[w]), "encode_median_s": float(np.median(enc[w])),
                                                 "decode_median_s": float(np.median(dec[w])),
                                                 "encode_runs_s": enc[w], "decode_runs_s": dec[w]}
                        for w in codecs}}
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / ("ab-" + "-".join(codecs[w].weights_name for w in codecs) + ".json")
+    threads = f"-{args.threads}t" if args.threads != 1 else ""
+    path = args.out / ("ab-" + "-".join(_label(w, codecs[w]).replace(":", "-") for w in codecs) + threads + ".json")
     path.write_text(json.dumps(doc, indent=1) + "\n")
     for name, r in doc["weights"].items():
         print(f"{name:12s} {r['bytes']:7d} B  encode {r['encode_median_s']:.3f} s  decode {r['decode_median_s']:.3f} s")
