@@ -49,7 +49,7 @@ def resolve_device(device: str) -> str:
 def get_codec(weights: str | None = None, device: str = "cpu", bf16_synthesis: bool | None = None) -> Codec:
     """A cached :class:`~rdcodec.codec.Codec` for the given weights file and device.
 
-    ``bf16_synthesis``: run the wide layers of the synthesis in bfloat16 (None: where the CPU
+    ``bf16_synthesis``: run the inner layers of the synthesis in bfloat16 (None: where the CPU
     has native bfloat16, :func:`rdcodec.model.fastpath.bf16_synthesis_default`). Files are the
     same either way; decoded pixels move by float rounding.
     """

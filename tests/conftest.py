@@ -47,7 +47,7 @@ def codec():
 @pytest.fixture(scope="session")
 def codec32():
     """The default weights with the synthesis in float32 everywhere (``codec`` uses bfloat16
-    for its wide layers on CPUs that have it natively)."""
+    for its inner layers on CPUs that have it natively)."""
     from rdcodec.api import get_codec
 
     return get_codec(bf16_synthesis=False)
@@ -55,7 +55,7 @@ def codec32():
 
 @pytest.fixture(scope="session")
 def codec16():
-    """The default weights with the wide synthesis layers in bfloat16, whatever the CPU."""
+    """The default weights with the inner synthesis layers in bfloat16, whatever the CPU."""
     from rdcodec.api import get_codec
 
     return get_codec(bf16_synthesis=True)

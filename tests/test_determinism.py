@@ -3,7 +3,7 @@
 Files are identical across thread counts (``test_codec.test_encode_is_thread_count_independent``):
 everything that reaches the entropy coder runs in float64 and is snapped to tables. The
 synthesis runs in its coding form (:mod:`rdcodec.model.fastpath`; float32, or bfloat16 for
-the wide layers of g_s on CPUs with native bfloat16), whose sums do not depend on the thread
+the inner layers of g_s and of the residual branch on CPUs with native bfloat16), whose sums do not depend on the thread
 count in either precision. The training-time form did: oneDNN's 1x1 convolutions (GDN)
 moved samples by one level on 1.8e-5 of kodim23, and its transposed convolutions in the
 residual branch split their sums at some sizes (8x12 and 10x10 latents, the two crops here).

@@ -13,8 +13,8 @@ Both are the same functions up to float summation order (``tests/test_fastpath.p
 With ``bf16=True`` (the synthesis ``g_s`` and the residual reconstruction on CPUs with native
 bfloat16 arithmetic, see :func:`bf16_synthesis_default`) the transposed convolutions with more
 than 3 outputs also become :class:`Bf16Deconv`: inputs, weights and outputs rounded to
-bfloat16, sums in float32. That is a different function, not a reordering: on rdc-v10 and four
-Kodak images it moves PSNR by a few thousandths of a dB (``docs/model.md``). Only the pixels
+bfloat16, sums in float32. That is a different function, not a reordering: on rdc-v10 and
+eight Kodak images it moves PSNR by at most 0.002 dB (``docs/model.md``). Only the pixels
 move: the bitstream and every probability model stay in float32 / float64 as before.
 
 Sub-pixel transposed convolution
@@ -144,9 +144,9 @@ SYNTHESIS_ENV = "RDCODEC_SYNTHESIS"
 def bf16_synthesis_default(device: str | torch.device = "cpu") -> bool:
     """Whether :func:`coding_copy` should put the synthesis in bfloat16 by default: on CPUs
     with native bfloat16 instructions (AVX512-BF16 or AMX), where oneDNN runs the wide layers
-    about 2x faster. Elsewhere bfloat16 would be emulated (slower), and CUDA keeps float32.
-    ``RDCODEC_SYNTHESIS=float32`` (or ``bfloat16``) overrides the choice; other values raise
-    :class:`~rdcodec.errors.RdcError`.
+    about 2x faster (a Kodak decode about 19% faster, ``docs/model.md``). Elsewhere bfloat16
+    would be emulated (slower), and CUDA keeps float32. ``RDCODEC_SYNTHESIS=float32`` (or
+    ``bfloat16``) overrides the choice; other values raise :class:`~rdcodec.errors.RdcError`.
     """
     forced = os.environ.get(SYNTHESIS_ENV, "").strip().lower()
     if forced in ("float32", "fp32"):
@@ -185,11 +185,11 @@ def coding_copy(module: nn.Module, bf16: bool = False) -> nn.Module:
         for attr, sub in list(child.named_children()):
             if _is_supported(sub) and sub.out_channels <= SUBPIXEL_MAX_OUT:
                 sub = SubpixelDeconv(sub)
-                setattr(child, attr, sub)
-            if bf16 and isinstance(sub, (nn.ConvTranspose2d, SubpixelDeconv)) and _out_channels(sub) > 3:
-                setattr(child, attr, Bf16Deconv(sub))
             elif isinstance(sub, GDN):
-                setattr(child, attr, FastGDN(sub))
+                sub = FastGDN(sub)
+            if bf16 and isinstance(sub, (nn.ConvTranspose2d, SubpixelDeconv)) and _out_channels(sub) > 3:
+                sub = Bf16Deconv(sub)
+            setattr(child, attr, sub)
     for p in out.parameters():
         p.requires_grad_(False)
     return ChannelsLast(out.to(memory_format=torch.channels_last))
