@@ -63,6 +63,7 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     image = load_rgb8(str(args.image))
     codecs = {w: _codec(w) for w in args.weights}
+    labels = {w: _label(w, c) for w, c in codecs.items()}
     data = {w: c.compress(image, args.alpha, reconstruct=False).data for w, c in codecs.items()}
     for w, c in codecs.items():  # warm-up
         c.decompress(data[w])
@@ -78,13 +79,13 @@ def main(argv=None) -> None:
             dec[w].append(time.perf_counter() - t)
     doc = {"image": str(args.image), "alpha": args.alpha, "threads": args.threads, "reps": args.reps,
            "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-           "weights": {_label(w, codecs[w]): {"bytes": len(data[w]), "encode_median_s": float(np.median(enc[w])),
-                                                "decode_median_s": float(np.median(dec[w])),
-                                                "encode_runs_s": enc[w], "decode_runs_s": dec[w]}
+           "weights": {labels[w]: {"bytes": len(data[w]), "encode_median_s": float(np.median(enc[w])),
+                                   "decode_median_s": float(np.median(dec[w])),
+                                   "encode_runs_s": enc[w], "decode_runs_s": dec[w]}
                        for w in codecs}}
     args.out.mkdir(parents=True, exist_ok=True)
     threads = f"-{args.threads}t" if args.threads != 1 else ""
-    path = args.out / ("ab-" + "-".join(_label(w, codecs[w]).replace(":", "-") for w in codecs) + threads + ".json")
+    path = args.out / ("ab-" + "-".join(labels[w].replace(":", "-") for w in codecs) + threads + ".json")
     path.write_text(json.dumps(doc, indent=1) + "\n")
     for name, r in doc["weights"].items():
         print(f"{name:12s} {r['bytes']:7d} B  encode {r['encode_median_s']:.3f} s  decode {r['decode_median_s']:.3f} s")

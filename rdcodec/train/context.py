@@ -130,17 +130,17 @@ def run(args, model: RDCModel, state: dict | None, out: Path) -> None:
         raise SystemExit("stage context needs --context checkerboard or space-channel")
     ckpt_path = out / "last.pt"
     train_hyper = args.hyper_lr > 0
-    groups = {"context": [], "hyper": []}
-    for n, p in model.named_parameters():
-        group = ("context" if n.startswith(CONTEXT_PREFIXES)
-                 else "hyper" if train_hyper and is_hyper_param(n) else None)
-        p.requires_grad_(group is not None)
-        if group is not None:
-            groups[group].append(p)
-    params = groups["context"] + groups["hyper"]
-    peaks = [args.lr] + ([args.hyper_lr] if train_hyper else [])
-    opt = torch.optim.Adam([{"params": groups["context"]}]
-                           + ([{"params": groups["hyper"]}] if train_hyper else []), lr=args.lr)
+    # one Adam group per (parameters, peak lr): the context models, then the hyper path
+    select = [(lambda n: n.startswith(CONTEXT_PREFIXES), args.lr)]
+    if train_hyper:
+        select.append((is_hyper_param, args.hyper_lr))
+    groups = [[p for n, p in model.named_parameters() if picks(n)] for picks, _ in select]
+    peaks = [peak for _, peak in select]
+    params = [p for group in groups for p in group]
+    chosen = {id(p) for p in params}
+    for p in model.parameters():
+        p.requires_grad_(id(p) in chosen)
+    opt = torch.optim.Adam([{"params": group} for group in groups], lr=args.lr)
     step, elapsed = 0, 0.0
     if state is not None:
         opt.load_state_dict(state["opt"])
