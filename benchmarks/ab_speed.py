@@ -6,7 +6,7 @@ under the same conditions: every repetition codes the image once with each, in t
 
     python benchmarks/ab_speed.py rdc-v8 rdc-v9      # -> benchmarks/results/speed/ab-rdc-v8-rdc-v9.json
 
-A weights name may end in ``:float32`` or ``:bfloat16`` to fix the synthesis precision
+A weights name may end in ``:float32`` or ``:bfloat16`` to fix the precision of the transforms
 (``docs/model.md``; by default it follows the CPU), so one run times the two forms:
 
     python benchmarks/ab_speed.py rdc-v11:float32 rdc-v11:bfloat16 --threads 2
@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from rdcodec.api import get_codec  # noqa: E402
 from rdcodec.image import load_rgb8  # noqa: E402
 
-#: The synthesis precision a ``:suffix`` asks for (None: the CPU-based default).
+#: The transforms' precision a ``:suffix`` asks for (None: the CPU-based default).
 FORMS = {"": None, "float32": False, "bfloat16": True}
 
 
@@ -41,7 +41,7 @@ def _split(spec: str) -> tuple[str, str]:
 
 def _codec(spec: str):
     name, form = _split(spec)
-    return get_codec(name, bf16_synthesis=FORMS[form])
+    return get_codec(name, bf16=FORMS[form])
 
 
 def _label(spec: str, codec) -> str:

@@ -375,11 +375,11 @@ def machine_info() -> dict:
                 break
     except OSError:
         pass
-    from rdcodec.model.fastpath import bf16_synthesis_default
+    from rdcodec.model.fastpath import bf16_default
 
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
             "compressai": compressai.__version__, "constriction": version("constriction"),
-            "synthesis": "bfloat16" if bf16_synthesis_default() else "float32",
+            "transforms": "bfloat16" if bf16_default() else "float32",
             "date": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 

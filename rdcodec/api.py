@@ -25,6 +25,7 @@ from .codec import DEFAULT_MAX_PIXELS, Codec, Compressed
 from .errors import RdcError
 from .eval.metrics import psnr
 from .image import load_rgb8
+from .model.fastpath import bf16_default
 from .model.rdc import CodingModel
 
 #: What ``encode`` and friends accept: a path, encoded image bytes, a PIL image or an HxWx3 uint8 array.
@@ -45,17 +46,23 @@ def resolve_device(device: str) -> str:
     return device
 
 
-@lru_cache(maxsize=4)
-def get_codec(weights: str | None = None, device: str = "cpu", bf16_synthesis: bool | None = None) -> Codec:
+def get_codec(weights: str | None = None, device: str = "cpu", bf16: bool | None = None) -> Codec:
     """A cached :class:`~rdcodec.codec.Codec` for the given weights file and device.
 
-    ``bf16_synthesis``: run the inner layers of the synthesis in bfloat16 (None: where the CPU
-    has native bfloat16, :func:`rdcodec.model.fastpath.bf16_synthesis_default`). Files are the
-    same either way; decoded pixels move by float rounding.
+    ``bf16``: run the inner layers of the transforms (``g_a``, ``g_s``, the residual
+    reconstruction) in bfloat16; None: where the CPU has native bfloat16 or
+    ``$RDCODEC_TRANSFORMS`` asks for it (:func:`rdcodec.model.fastpath.bf16_default`). Files
+    made either way decode with either; the coded latents and the decoded pixels move by
+    bfloat16 rounding (``docs/model.md``).
     """
+    device = resolve_device(device)
+    return _codec(weights, device, bf16_default(device) if bf16 is None else bf16)
+
+
+@lru_cache(maxsize=4)
+def _codec(weights: str | None, device: str, bf16: bool) -> Codec:
     model, z_pmf, info = _weights.load(weights)
-    coding = CodingModel(model, z_pmf, resolve_device(device), bf16_synthesis=bf16_synthesis)
-    return Codec(coding, info.weights_id, info.name)
+    return Codec(CodingModel(model, z_pmf, device, bf16=bf16), info.weights_id, info.name)
 
 
 def decoder_for(data: bytes, weights: str | None = None, device: str = "cpu") -> Codec:

@@ -188,7 +188,7 @@ class Codec:
         y_hat_2 = None
         if s_hat is not None:
             with clock("residual"):
-                y_hat_2 = y_hat + self.m.model.scalable.dec(s_hat)
+                y_hat_2 = y_hat + self.m.latent_correction(s_hat)
         return tiling.synthesis(self.m.g_s, self.m.rrn, y_hat, y_hat_2, h, w, clock,
                                 self.m.model.config.rrn_blocks)
 
@@ -252,9 +252,9 @@ class Codec:
         res_str, s_sym, s_scales, s_hat = None, None, None, None
         if residual:
             with clock("residual"):
-                sg = model.scalable.enc(y - y_hat) * gs
+                sg = self.m.s_latent(y - y_hat, gs)
                 s_mu, s_idx, s_scales = self._s_model(y_hat)
-                s_sym = torch.round(sg.cpu() - s_mu).clamp_(-Y_RANGE, Y_RANGE).to(torch.int32).numpy()
+                s_sym = torch.round(sg - s_mu).clamp_(-Y_RANGE, Y_RANGE).to(torch.int32).numpy()
                 s_hat = self._s_hat(s_sym, s_mu, igs) if synthesize else None
             with clock("entropy"):
                 res_str = coder.encode_gaussian(s_sym, s_idx)

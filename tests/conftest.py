@@ -46,19 +46,19 @@ def codec():
 
 @pytest.fixture(scope="session")
 def codec32():
-    """The default weights with the synthesis in float32 everywhere (``codec`` uses bfloat16
-    for its inner layers on CPUs that have it natively)."""
+    """The default weights with the transforms in float32 everywhere (``codec`` uses bfloat16
+    for their inner layers on CPUs that have it natively)."""
     from rdcodec.api import get_codec
 
-    return get_codec(bf16_synthesis=False)
+    return get_codec(bf16=False)
 
 
 @pytest.fixture(scope="session")
 def codec16():
-    """The default weights with the inner synthesis layers in bfloat16, whatever the CPU."""
+    """The default weights with the inner layers of the transforms in bfloat16, whatever the CPU."""
     from rdcodec.api import get_codec
 
-    return get_codec(bf16_synthesis=True)
+    return get_codec(bf16=True)
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ from torch import nn
 
 from rdcodec.errors import RdcError
 from rdcodec.model import fastpath
-from rdcodec.model.fastpath import Bf16Deconv, FastGDN, SubpixelDeconv, coding_copy
+from rdcodec.model.fastpath import Bf16Conv, FastGDN, MinSize, SubpixelDeconv, coding_copy
 from rdcodec.model.transforms import SynthesisTransform, deconv
 
 
@@ -81,31 +81,99 @@ def test_bf16_synthesis_is_float32_synthesis_to_bfloat16_rounding(codec32, codec
     diff = (x16 - x32).abs()
     assert 0 < diff.max() < 2 / 255 and diff.mean() < 0.1 / 255
     for net in ("g_s", "rrn"):  # three inner layers each; the 3-channel output layers stay float32
-        inner = [m for m in getattr(codec16.m, net).modules() if isinstance(m, Bf16Deconv)]
-        assert len(inner) == 3 and all(m.out_channels > 3 for m in inner)
-        assert not any(isinstance(m, Bf16Deconv) for m in getattr(codec32.m, net).modules())
-    assert codec16.m.bf16_synthesis and not codec32.m.bf16_synthesis
+        inner = [m for m in getattr(codec16.m, net).modules() if isinstance(m, Bf16Conv)]
+        assert len(inner) == 3 and all(m.out_channels > 3 and m.in_channels > 3 for m in inner)
+        assert not any(isinstance(m, Bf16Conv) for m in getattr(codec32.m, net).modules())
+    assert codec16.m.bf16 and not codec32.m.bf16
+
+
+def test_bf16_analysis_is_float32_analysis_to_bfloat16_rounding(codec32, codec16, crop):
+    """g_a's three convolutions after the first one run in bfloat16; y stays within bfloat16's
+    3 significant digits of float32 and keeps its float32 dtype."""
+    x = torch.from_numpy(crop).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        y32, y16 = codec32.m.g_a(x), codec16.m.g_a(x)
+    assert y16.dtype == torch.float32 and y16.shape == y32.shape
+    diff = (y16 - y32).abs()
+    assert 0 < diff.max() < 0.02 * y32.abs().max() and diff.mean() < 0.01 * y32.abs().mean()
+    inner = [m for m in codec16.m.g_a.modules() if isinstance(m, Bf16Conv)]
+    assert [m.in_channels > 3 for m in inner] == [True] * 3
+    assert not any(isinstance(m, Bf16Conv) for m in codec32.m.g_a.modules())
+
+
+def test_bf16_conv_wraps_only_stride_2_layers_with_wide_inputs_and_outputs():
+    torch.manual_seed(3)
+    net = nn.Sequential(nn.Conv2d(3, 8, 5, stride=2, padding=2), nn.Conv2d(8, 8, 5, stride=2, padding=2),
+                        nn.Conv2d(8, 8, 1), deconv(8, 8), deconv(8, 3)).eval()
+    fast = coding_copy(net, bf16=True).inner
+    assert all(isinstance(m, MinSize) for m in fast)
+    kinds = [type(m.inner) for m in fast]
+    assert kinds == [nn.Conv2d, Bf16Conv, nn.Conv2d, Bf16Conv, SubpixelDeconv]
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        ref, out = net(x), coding_copy(net, bf16=True)(x)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, ref, rtol=0, atol=0.05 * ref.abs().max().item())
 
 
 @pytest.mark.parametrize("avx512_bf16,amx,device,expected", [
     (True, False, "cpu", True), (False, True, "cpu", True), (False, False, "cpu", False),
     (True, True, "cuda", False)])
-def test_bf16_synthesis_default_follows_the_cpu(monkeypatch, avx512_bf16, amx, device, expected):
-    monkeypatch.delenv(fastpath.SYNTHESIS_ENV, raising=False)
+def test_bf16_default_follows_the_cpu(monkeypatch, avx512_bf16, amx, device, expected):
+    monkeypatch.delenv(fastpath.PRECISION_ENV, raising=False)
+    monkeypatch.delenv(fastpath.LEGACY_PRECISION_ENV, raising=False)
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
-    assert fastpath.bf16_synthesis_default(device) is expected
+    assert fastpath.bf16_default(device) is expected
 
 
 @pytest.mark.parametrize("value,expected", [("float32", False), ("FP32", False), ("bfloat16", True), ("bf16 ", True)])
-def test_bf16_synthesis_default_obeys_the_environment(monkeypatch, value, expected):
+def test_bf16_default_obeys_the_environment(monkeypatch, value, expected):
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: not expected)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: not expected)
-    monkeypatch.setenv(fastpath.SYNTHESIS_ENV, value)
-    assert fastpath.bf16_synthesis_default("cpu") is expected
+    monkeypatch.setenv(fastpath.PRECISION_ENV, value)
+    assert fastpath.bf16_default("cpu") is expected
 
 
-def test_bf16_synthesis_refuses_an_unknown_setting(monkeypatch):
-    monkeypatch.setenv(fastpath.SYNTHESIS_ENV, "float16")
+def test_bf16_default_refuses_an_unknown_setting(monkeypatch):
+    monkeypatch.setenv(fastpath.PRECISION_ENV, "float16")
     with pytest.raises(RdcError, match="float32 or bfloat16"):
-        fastpath.bf16_synthesis_default("cpu")
+        fastpath.bf16_default("cpu")
+
+
+def test_bf16_default_reads_the_old_variable_name_when_the_new_one_is_unset(monkeypatch):
+    monkeypatch.delenv(fastpath.PRECISION_ENV, raising=False)
+    monkeypatch.setenv(fastpath.LEGACY_PRECISION_ENV, "float32")
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    assert fastpath.bf16_default("cpu") is False
+    monkeypatch.setenv(fastpath.PRECISION_ENV, "bfloat16")  # the new name wins
+    assert fastpath.bf16_default("cpu") is True
+    monkeypatch.setenv(fastpath.LEGACY_PRECISION_ENV, "half")
+    monkeypatch.delenv(fastpath.PRECISION_ENV)
+    with pytest.raises(RdcError, match=fastpath.LEGACY_PRECISION_ENV):
+        fastpath.bf16_default("cpu")
+
+
+def test_get_codec_resolves_the_default_precision_per_call(monkeypatch, codec32, codec16):
+    """``bf16=None`` means "what the CPU and $RDCODEC_TRANSFORMS say now", and shares the cache
+    with the explicit choice it resolves to."""
+    from rdcodec.api import get_codec
+
+    monkeypatch.setenv(fastpath.PRECISION_ENV, "float32")
+    assert get_codec() is codec32
+    monkeypatch.setenv(fastpath.PRECISION_ENV, "bfloat16")
+    assert get_codec() is codec16
+
+
+@pytest.mark.parametrize("layer", [nn.Conv2d(6, 5, 3, padding=1), nn.Conv2d(6, 5, 5, stride=2, padding=2),
+                                   nn.Conv2d(6, 5, 1), deconv(6, 5)])
+@pytest.mark.parametrize("h,w", [(1, 1), (3, 7), (8, 12), (15, 16), (17, 5)])
+def test_min_size_padding_computes_the_same_function(layer, h, w):
+    """Zero-padding to MIN_SIDE and cropping back changes the algorithm, not the values."""
+    torch.manual_seed(4)
+    layer = layer.eval()
+    x = torch.randn(1, 6, h, w)
+    with torch.no_grad():
+        ref, out = layer(x), MinSize(layer)(x)
+    assert out.shape == ref.shape
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-5)

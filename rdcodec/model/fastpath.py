@@ -10,12 +10,15 @@ convolutions are 1.3-2.6x faster in it here; per-layer timings in ``docs/model.m
 
 Both are the same functions up to float summation order (``tests/test_fastpath.py``).
 
-With ``bf16=True`` (the synthesis ``g_s`` and the residual reconstruction on CPUs with native
-bfloat16 arithmetic, see :func:`bf16_synthesis_default`) the transposed convolutions with more
-than 3 outputs also become :class:`Bf16Deconv`: inputs, weights and outputs rounded to
-bfloat16, sums in float32. That is a different function, not a reordering: on rdc-v10 and
-eight Kodak images it moves PSNR by at most 0.002 dB (``docs/model.md``). Only the pixels
-move: the bitstream and every probability model stay in float32 / float64 as before.
+With ``bf16=True`` (on CPUs with native bfloat16 arithmetic, see :func:`bf16_default`) the
+stride-2 layers with more than 3 inputs and outputs also become :class:`Bf16Conv`: inputs,
+weights and outputs rounded to bfloat16, sums in float32. In the synthesis ``g_s`` and the
+residual reconstruction those are the inner transposed convolutions, in the analysis ``g_a``
+the inner convolutions and the last one; the layers that read or write the image stay float32.
+That is a different function, not a reordering: in the synthesis it moves PSNR by at most
+0.002 dB (rdc-v10, eight Kodak images), in the analysis it moves the coded latents (the files
+differ from float32's, and still decode everywhere; ``docs/model.md`` has both measurements).
+The probability models stay in float32 / float64 as before.
 
 Sub-pixel transposed convolution
 
@@ -76,10 +79,6 @@ class SubpixelDeconv(nn.Module):
         return F.pixel_shuffle(F.conv2d(x, self.weight, self.bias, padding=1), 2)
 
 
-def _out_channels(deconv: nn.Module) -> int:
-    return deconv.out_channels if isinstance(deconv, nn.ConvTranspose2d) else deconv.weight.shape[0] // 4
-
-
 def _is_supported(m: nn.Module) -> bool:
     return (isinstance(m, nn.ConvTranspose2d) and m.kernel_size == (5, 5) and m.stride == (2, 2)
             and m.padding == (2, 2) and m.output_padding == (1, 1) and m.dilation == (1, 1)
@@ -120,44 +119,99 @@ class FastGDN(nn.Module):
 SUBPIXEL_MAX_OUT = 96
 
 
-class Bf16Deconv(nn.Module):
-    """A transposed convolution (``nn.ConvTranspose2d`` or :class:`SubpixelDeconv`) computed in
-    bfloat16: the input, the weights and the output are rounded to bfloat16 (oneDNN accumulates
-    in float32), the result returned as float32.
+def _channels(m: nn.Module) -> tuple[int, int] | None:
+    """(inputs, outputs) of a stride-2 convolution, transposed convolution or
+    :class:`SubpixelDeconv` (the layers :class:`Bf16Conv` may replace); None for anything else."""
+    if isinstance(m, SubpixelDeconv):
+        return m.weight.shape[1], m.weight.shape[0] // 4
+    if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) and m.stride == (2, 2):
+        return m.in_channels, m.out_channels
+    return None
 
-    Shapes: (B, C_in, h, w) -> (B, C_out, 2h, 2w) float32, like the layer it replaces.
+
+class Bf16Conv(nn.Module):
+    """A stride-2 layer (``nn.Conv2d``, ``nn.ConvTranspose2d`` or :class:`SubpixelDeconv`)
+    computed in bfloat16: the input, the weights and the output are rounded to bfloat16 (oneDNN
+    accumulates in float32), the result returned as float32.
+
+    Shapes: those of the layer it replaces, float32 out.
     """
 
-    def __init__(self, deconv: nn.Module) -> None:
+    def __init__(self, layer: nn.Module) -> None:
         super().__init__()
-        self.inner = copy.deepcopy(deconv).to(torch.bfloat16)
-        self.out_channels = _out_channels(deconv)
+        self.in_channels, self.out_channels = _channels(layer)
+        self.inner = copy.deepcopy(layer).to(torch.bfloat16)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.inner(x.to(torch.bfloat16)).float()
 
 
-#: Environment variable that forces the synthesis precision: ``float32`` or ``bfloat16``.
-SYNTHESIS_ENV = "RDCODEC_SYNTHESIS"
+#: Environment variable that forces the precision of the transforms: ``float32`` or ``bfloat16``.
+PRECISION_ENV = "RDCODEC_TRANSFORMS"
+#: Its name in rdcodec 0.x before the analysis had a bfloat16 form (still read when the new one is unset).
+LEGACY_PRECISION_ENV = "RDCODEC_SYNTHESIS"
 
 
-def bf16_synthesis_default(device: str | torch.device = "cpu") -> bool:
-    """Whether :func:`coding_copy` should put the synthesis in bfloat16 by default: on CPUs
-    with native bfloat16 instructions (AVX512-BF16 or AMX), where oneDNN runs the wide layers
-    about 2x faster (a Kodak decode about 19% faster, ``docs/model.md``). Elsewhere bfloat16
-    would be emulated (slower), and CUDA keeps float32. ``RDCODEC_SYNTHESIS=float32`` (or
-    ``bfloat16``) overrides the choice; other values raise :class:`~rdcodec.errors.RdcError`.
+def bf16_default(device: str | torch.device = "cpu") -> bool:
+    """Whether :func:`coding_copy` should put the transforms (``g_a``, ``g_s``, the residual
+    reconstruction) in bfloat16 by default: on CPUs with native bfloat16 instructions
+    (AVX512-BF16 or AMX), where oneDNN runs the wide layers about 2x faster (``docs/model.md``).
+    Elsewhere bfloat16 would be emulated (slower), and CUDA keeps float32.
+    ``RDCODEC_TRANSFORMS=float32`` (or ``bfloat16``) overrides the choice; other values raise
+    :class:`~rdcodec.errors.RdcError`.
     """
-    forced = os.environ.get(SYNTHESIS_ENV, "").strip().lower()
+    name = PRECISION_ENV if os.environ.get(PRECISION_ENV, "").strip() else LEGACY_PRECISION_ENV
+    forced = os.environ.get(name, "").strip().lower()
     if forced in ("float32", "fp32"):
         return False
     if forced in ("bfloat16", "bf16"):
         return True
     if forced:
-        raise RdcError(f"{SYNTHESIS_ENV} must be float32 or bfloat16, got '{forced}'")
+        raise RdcError(f"{name} must be float32 or bfloat16, got '{forced}'")
     if torch.device(device).type != "cpu":
         return False
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
+#: :class:`MinSize` zero-pads the inputs of the coding layers to at least this many rows and columns.
+MIN_SIDE = 16
+
+
+def _out_size(layer: nn.Module, n: int, dim: int) -> int:
+    """Output length along spatial ``dim`` (0 rows, 1 columns) of ``layer`` for an input of length ``n``."""
+    if isinstance(layer, SubpixelDeconv):
+        return 2 * n
+    if isinstance(layer, Bf16Conv):
+        return _out_size(layer.inner, n, dim)
+    k, s, p, d = layer.kernel_size[dim], layer.stride[dim], layer.padding[dim], layer.dilation[dim]
+    if isinstance(layer, nn.ConvTranspose2d):
+        return (n - 1) * s - 2 * p + d * (k - 1) + layer.output_padding[dim] + 1
+    return (n + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+class MinSize(nn.Module):
+    """Runs a convolution on its input zero-padded at the bottom and right to at least
+    :data:`MIN_SIDE` x :data:`MIN_SIDE`, and crops the output back: the same function (explicit
+    zeros where the layer's own padding put implicit ones; a transposed convolution's extra
+    zero inputs add nothing), computed by an algorithm that does not depend on the thread count.
+
+    On small inputs (up to about 10 x 10 positions on this project's Intel Xeon, e.g. the
+    latents of a 128 x 192 image) oneDNN splits a convolution's sums across threads, so 1 and 2
+    threads gave outputs one float32 ulp apart; from 12 x 16 up they never differed. Inputs of
+    at least :data:`MIN_SIDE` per side pass through unchanged.
+    """
+
+    def __init__(self, layer: nn.Module) -> None:
+        super().__init__()
+        self.inner = layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        if h >= MIN_SIDE and w >= MIN_SIDE:
+            return self.inner(x)
+        xp = F.pad(x, (0, max(0, MIN_SIDE - w), 0, max(0, MIN_SIDE - h)))
+        out = self.inner(xp.contiguous(memory_format=torch.channels_last))
+        return out[..., :_out_size(self.inner, h, 0), :_out_size(self.inner, w, 1)]
 
 
 class ChannelsLast(nn.Module):
@@ -173,9 +227,10 @@ class ChannelsLast(nn.Module):
 
 def coding_copy(module: nn.Module, bf16: bool = False) -> nn.Module:
     """A deep copy of ``module`` for coding: eval mode, channels-last, every GDN a
-    :class:`FastGDN` and every narrow transposed convolution a :class:`SubpixelDeconv`;
-    with ``bf16``, every transposed convolution with more than 3 outputs in bfloat16
-    (:class:`Bf16Deconv`): all but the layers that output the image and the residual.
+    :class:`FastGDN`, every narrow transposed convolution a :class:`SubpixelDeconv` and every
+    convolution wrapped in :class:`MinSize` (thread-count-independent sums on small inputs);
+    with ``bf16``, every stride-2 layer with more than 3 inputs and outputs in bfloat16
+    (:class:`Bf16Conv`): all but the layers that read or write the image and the residual.
 
     Called like ``module``; without ``bf16`` it computes what ``module`` computes, up to float
     summation order.
@@ -187,8 +242,10 @@ def coding_copy(module: nn.Module, bf16: bool = False) -> nn.Module:
                 sub = SubpixelDeconv(sub)
             elif isinstance(sub, GDN):
                 sub = FastGDN(sub)
-            if bf16 and isinstance(sub, (nn.ConvTranspose2d, SubpixelDeconv)) and _out_channels(sub) > 3:
-                sub = Bf16Deconv(sub)
+            if bf16 and min(_channels(sub) or (0,)) > 3:
+                sub = Bf16Conv(sub)
+            if isinstance(sub, (nn.Conv2d, nn.ConvTranspose2d, SubpixelDeconv, Bf16Conv)):
+                sub = MinSize(sub)
             setattr(child, attr, sub)
     for p in out.parameters():
         p.requires_grad_(False)

@@ -34,7 +34,7 @@ from torch import nn
 
 from .channel import ChannelContext, PhasedChannelContext, rounding_code, run_passes
 from .context import CheckerboardContext, PhasedContext
-from .fastpath import bf16_synthesis_default, coding_copy
+from .fastpath import bf16_default, coding_copy
 from .gain import LAMBDAS, GainUnit
 from .residual import ResidualPrior, ResidualReconstruction, ScalableTransform
 from .transforms import AnalysisTransform, HyperAnalysis, HyperSynthesis, SynthesisTransform
@@ -167,32 +167,40 @@ class RDCModel(nn.Module):
         return self.rrn(y_hat + self.scalable.dec(s_hat), feats)
 
 
+#: :meth:`CodingModel.latent_correction` rounds to multiples of ``1 / CORRECTION_STEPS``.
+CORRECTION_STEPS = 2 ** 16
+
+
 class CodingModel:
     """Coding-time view of a trained :class:`RDCModel`.
 
     Splits the model into what may run anywhere (the big transforms, in float32 on the
     chosen device, in the channels-last forms of :func:`.fastpath.coding_copy`; the inner
-    layers of ``g_s`` and of the residual reconstruction in bfloat16 when ``bf16_synthesis``,
-    by default on CPUs with native bfloat16: :func:`.fastpath.bf16_synthesis_default`) and what
+    layers of ``g_a``, ``g_s`` and the residual reconstruction in bfloat16 when ``bf16``, by
+    default on CPUs with native bfloat16: :func:`.fastpath.bf16_default`) and what
     must give bit-identical results on every machine (the paths that produce probability
     models: ``h_s`` and the residual prior, run in float64 on the CPU, with outputs snapped
     by :mod:`rdcodec.entropy.tables`).
     """
 
     def __init__(self, model: RDCModel, z_pmf: torch.Tensor, device: str = "cpu",
-                 bf16_synthesis: bool | None = None) -> None:
+                 bf16: bool | None = None) -> None:
         self.model = model.eval().to(device)
         self.device = torch.device(device)
         # the big transforms in their fast coding forms (same functions, :mod:`.fastpath`);
         # their inner layers in bfloat16 where the CPU has it natively (None: decide by the CPU)
-        if bf16_synthesis is None:
-            bf16_synthesis = bf16_synthesis_default(self.device)
-        self.bf16_synthesis = bf16_synthesis
-        self.g_a = coding_copy(self.model.g_a)
-        self.g_s = coding_copy(self.model.g_s, bf16=bf16_synthesis)
-        self.rrn = coding_copy(self.model.rrn, bf16=bf16_synthesis)
+        if bf16 is None:
+            bf16 = bf16_default(self.device)
+        self.bf16 = bf16
+        self.g_a = coding_copy(self.model.g_a, bf16=bf16)
+        self.g_s = coding_copy(self.model.g_s, bf16=bf16)
+        self.rrn = coding_copy(self.model.rrn, bf16=bf16)
         self.h_s64 = _cpu_double_copy(model.h_s)
         self.residual_prior64 = _cpu_double_copy(model.residual_prior)
+        # the residual layer's latent-resolution transforms: oneDNN splits their float32 sums by
+        # thread count at small sizes (<= 16 x 16 latents on an Intel Xeon), so they run in
+        # float64 on the CPU like the prior (about 20 ms each for a Kodak image)
+        self.scalable64 = _cpu_double_copy(model.scalable)
         # the context in its coding forms (same functions, less work: :class:`.PhasedContext`,
         # :class:`.PhasedChannelContext`)
         self.context64 = PhasedContext(_cpu_double_copy(model.context)) if model.context is not None else None
@@ -222,6 +230,21 @@ class CodingModel:
         scales, symbols), float64 on the CPU."""
         with torch.no_grad():
             return run_passes(*hyper, self.context64, self.channel64, code)
+
+    def s_latent(self, y_res: torch.Tensor, gain_s: torch.Tensor) -> torch.Tensor:
+        """Encoder: ``y - y_hat`` (B, M, h, w) -> ``enc(y - y_hat) * G_s`` (B, S, h, w), float64
+        on the CPU, so that the rounded symbols do not depend on the thread count."""
+        with torch.no_grad():
+            return self.scalable64.enc(y_res.detach().cpu().double()) * gain_s.cpu().double()
+
+    def latent_correction(self, s_hat: torch.Tensor) -> torch.Tensor:
+        """Decoder: ``dec(s_hat)`` (B, S, h, w) -> (B, M, h, w), the correction added to ``y_hat``
+        before the residual reconstruction (paper Eq. 8). Computed in float64 on the CPU and
+        rounded to multiples of 2^-16 (exact in float32 up to magnitude 256), so float64's
+        thread-dependent last bits never reach the pixels; float32 on the device."""
+        with torch.no_grad():
+            out = self.scalable64.dec(s_hat.detach().cpu().double())
+            return (torch.round(out * CORRECTION_STEPS) / CORRECTION_STEPS).float().to(self.device)
 
     def s_params(self, y_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Deterministic residual prior: ``y_hat`` -> (means, scales) float64 on the CPU."""
