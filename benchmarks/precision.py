@@ -35,12 +35,12 @@ FORMS = {"float32": False, "bfloat16": True}
 def measure(images: list[np.ndarray], alphas: list[float], weights: str | None) -> dict:
     codecs = {form: get_codec(weights, bf16=flag) for form, flag in FORMS.items()}
     sums = {f"{e}/{d}": {"bpp": [], "psnr_beta0": [], "psnr_beta1": []} for e in FORMS for d in FORMS}
-    flips = []  # whether the two encoders made different files
+    differ = []  # whether the two encoders made different files
     for alpha in alphas:
         for img in images:
             pixels = img.shape[0] * img.shape[1]
             files = {e: codecs[e].compress(img, alpha, reconstruct=False).data for e in FORMS}
-            flips.append(files["float32"] != files["bfloat16"])
+            differ.append(files["float32"] != files["bfloat16"])
             for e, data in files.items():
                 for d, codec in codecs.items():
                     recon, _ = codec.decompress(data)
@@ -56,7 +56,7 @@ def measure(images: list[np.ndarray], alphas: list[float], weights: str | None) 
     ref = dict(out["float32/float32"])
     for row in out.values():
         row["delta_vs_float32"] = {k: [round(a - b, 5) for a, b in zip(row[k], ref[k])] for k in ref}
-    return {"pairs": out, "files_that_differ": float(np.mean(flips))}
+    return {"pairs": out, "files_that_differ": float(np.mean(differ))}
 
 
 def main(argv=None) -> None:

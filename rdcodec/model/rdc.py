@@ -198,7 +198,7 @@ class CodingModel:
         self.h_s64 = _cpu_double_copy(model.h_s)
         self.residual_prior64 = _cpu_double_copy(model.residual_prior)
         # the residual layer's latent-resolution transforms: oneDNN splits their float32 sums by
-        # thread count at small sizes (<= 16 x 16 latents on an Intel Xeon), so they run in
+        # thread count at small sizes (up to 12 x 16 latents on an Intel Xeon), so they run in
         # float64 on the CPU like the prior (about 20 ms each for a Kodak image)
         self.scalable64 = _cpu_double_copy(model.scalable)
         # the context in its coding forms (same functions, less work: :class:`.PhasedContext`,
@@ -239,7 +239,7 @@ class CodingModel:
 
     def latent_correction(self, s_hat: torch.Tensor) -> torch.Tensor:
         """Decoder: ``dec(s_hat)`` (B, S, h, w) -> (B, M, h, w), the correction added to ``y_hat``
-        before the residual reconstruction (paper Eq. 8). Computed in float64 on the CPU and
+        before the residual reconstruction (paper §3.3). Computed in float64 on the CPU and
         rounded to multiples of 2^-16 (exact in float32 up to magnitude 256), so float64's
         thread-dependent last bits never reach the pixels; float32 on the device."""
         with torch.no_grad():
