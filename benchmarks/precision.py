@@ -26,6 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from rdcodec.api import get_codec  # noqa: E402
+from rdcodec.errors import RdcError  # noqa: E402
+from rdcodec.eval.evaluate import list_images  # noqa: E402
 from rdcodec.eval.metrics import psnr  # noqa: E402
 from rdcodec.image import load_rgb8  # noqa: E402
 
@@ -67,9 +69,10 @@ def main(argv=None) -> None:
     ap.add_argument("--weights", default=None)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
-    paths = sorted(p for p in args.folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))[::args.every]
-    if not paths:
-        raise SystemExit(f"no images in {args.folder}")
+    try:
+        paths = list_images(args.folder)[::args.every]
+    except RdcError as e:
+        raise SystemExit(str(e)) from None
     alphas = [float(a) for a in args.alphas.split(",")]
     name = get_codec(args.weights).weights_name
     doc = {"weights": name, "images": [p.name for p in paths], "alphas": alphas,
