@@ -66,17 +66,44 @@ def test_training_runs_checkpoints_and_resumes(tmp_path):
     assert [r["step"] for r in records if "loss" in r] == sorted(r["step"] for r in records if "loss" in r)
 
 
+def test_training_with_a_mix_crop_of_its_own_steps_on_both_parts(tmp_path):
+    """--mix-crop runs the second source as its own forward pass; every step uses both parts."""
+    out = tmp_path / "run"
+    loop.main(["--stage", "base", "--data", str(EXAMPLE.parent), "--cache", str(tmp_path / "a.pt"),
+               "--n-crops", "4", "--mix-data", str(EXAMPLE.parent), "--mix-cache", str(tmp_path / "b.pt"),
+               "--mix-size", "128", "--mix-crops", "4", "--mix-fraction", "0.5", "--crop", "128",
+               "--mix-crop", "64", "--batch", "2", "--budget-minutes", "0.03", "--log-every", "1",
+               "--eval-every", "0", "--out", str(out)])
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    steps = [r for r in records if "loss" in r]
+    assert steps and all(r["bpp"] > 0 and r["mse"] > 0 for r in steps)
+    assert torch.load(out / "last.pt", weights_only=False)["step"] == len(steps)
+
+
 def test_mixed_batch_draws_the_requested_share_from_each_cache():
     from rdcodec.train.data import mixed_batch
 
     big = torch.zeros((4, 3, 32, 32), dtype=torch.uint8)           # e.g. 256-px photo crops
     small = torch.full((4, 3, 24, 24), 255, dtype=torch.uint8)     # e.g. 224-px Imagenette images
     gen = torch.Generator().manual_seed(0)
-    x = mixed_batch(big, small, 8, 3, 16, gen)
+    (x,) = mixed_batch(big, small, 8, 3, 16, gen)
     assert x.shape == (8, 3, 16, 16) and x.is_contiguous(memory_format=torch.channels_last)
     per_sample = x.mean(dim=(1, 2, 3))
     assert per_sample.tolist() == [1.0] * 3 + [0.0] * 5
-    assert mixed_batch(big, None, 8, 3, 16, gen).max() == 0  # no second cache: all from the first
+    (x,) = mixed_batch(big, None, 8, 3, 16, gen)  # no second cache: all from the first
+    assert x.shape == (8, 3, 16, 16) and x.max() == 0
+
+
+def test_mixed_batch_with_its_own_mix_crop_comes_in_two_parts():
+    from rdcodec.train.data import mixed_batch
+
+    big = torch.zeros((4, 3, 32, 32), dtype=torch.uint8)
+    small = torch.full((4, 3, 24, 24), 255, dtype=torch.uint8)
+    gen = torch.Generator().manual_seed(0)
+    mix, main = mixed_batch(big, small, 8, 3, 32, gen, mix_crop=16)
+    assert mix.shape == (3, 3, 16, 16) and main.shape == (5, 3, 32, 32)
+    assert mix.min() == 1.0 and main.max() == 0.0
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in (mix, main))
 
 
 def test_export_keeps_the_trained_residual_lambda_and_registers(tmp_path):

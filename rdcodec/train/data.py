@@ -75,15 +75,21 @@ def sample_batch(crops: torch.Tensor, batch: int, crop: int, gen: torch.Generato
 
 
 def mixed_batch(crops: torch.Tensor, mix: torch.Tensor | None, batch: int, n_mix: int, crop: int,
-                gen: torch.Generator) -> torch.Tensor:
+                gen: torch.Generator, mix_crop: int | None = None) -> list[torch.Tensor]:
     """Like :func:`sample_batch`, with the first ``n_mix`` samples drawn from a second cache.
 
     The two caches may hold crops of different sides (e.g. 256 from large photos, 224 from
-    Imagenette's 224 x 224 images); both are sub-cropped to ``crop``.
+    Imagenette's 224 x 224 images). The first cache's samples are sub-cropped to ``crop``, the
+    second's to ``mix_crop`` (default ``crop``). Returns the batch as a list of parts, one
+    ``(b, 3, side, side)`` tensor per crop side, the second cache's samples first: one part
+    when both sides agree, two when they differ (a forward pass takes one side at a time).
     """
+    mix_crop = crop if mix_crop is None else mix_crop
     if mix is None or n_mix <= 0:
-        return sample_batch(crops, batch, crop, gen)
-    parts = [sample_batch(mix, n_mix, crop, gen)]
+        return [sample_batch(crops, batch, crop, gen)]
+    parts = [sample_batch(mix, n_mix, mix_crop, gen)]
     if batch > n_mix:
         parts.append(sample_batch(crops, batch - n_mix, crop, gen))
-    return torch.cat(parts).contiguous(memory_format=torch.channels_last)
+    if len(parts) == 2 and mix_crop == crop:
+        parts = [torch.cat(parts)]
+    return [p.contiguous(memory_format=torch.channels_last) for p in parts]

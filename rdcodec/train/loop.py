@@ -132,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--mix-size", type=int, default=224, help="crop side of the second cache")
     ap.add_argument("--mix-crops", type=int, default=5000)
     ap.add_argument("--mix-fraction", type=float, default=0.5, help="share of each batch from --mix-data")
+    ap.add_argument("--mix-crop", type=int, default=None,
+                    help="sub-crop side for the --mix-data samples (default --crop); a different side "
+                    "runs them as a second forward pass of the same step")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-bf16", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
@@ -268,14 +271,8 @@ def main(argv=None) -> None:
         log.flush()
         print(json.dumps(rec), flush=True)
 
-    t_last, t_ckpt = time.time(), time.time()
-    acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "c": 0.0, "n": 0}
-    while elapsed < budget and not stop["now"]:
-        lr = lr_at(elapsed / budget, args.lr)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        x = mixed_batch(crops, mix, args.batch, n_mix, args.crop, gen)
-        idx = torch.randint(6, (args.batch,), generator=gen)
+    def sample_losses(x: torch.Tensor, idx: torch.Tensor):
+        """Per-sample (loss, bpp, mse, C) of one batch part, all (b,): the stage's loss."""
         pixels = x.shape[-1] * x.shape[-2]
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=not args.no_bf16):
             if args.stage in ("base", "cognition"):
@@ -286,15 +283,28 @@ def main(argv=None) -> None:
                 o = model.forward_residual(x, idx)
                 x_hat, bpp = (o["x_hat_1"] + o["r"]).float(), o["bits_s"] / pixels
                 lam = model.residual_lambda(idx)
-            c = contrastive(x, x_hat, gen) if contrastive is not None else torch.zeros(())
+            c = contrastive(x, x_hat, gen) if contrastive is not None else torch.zeros(len(x))
         mse = (x_hat - x).pow(2).flatten(1).mean(1)
         if contrastive is not None:
             lam_n = torch.tensor(LAMBDAS)[idx]
             d_local = local_mse(x, x_hat)
             loss = (bpp + lam_n * c + args.lambda_local * 255 ** 2 * d_local
-                    + args.mse_anchor * lam * 255 ** 2 * mse).mean()
+                    + args.mse_anchor * lam * 255 ** 2 * mse)
         else:
-            loss = (bpp + lam * 255 ** 2 * mse).mean()
+            loss = bpp + lam * 255 ** 2 * mse
+        return loss, bpp, mse, c
+
+    t_last, t_ckpt = time.time(), time.time()
+    acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "c": 0.0, "n": 0}
+    while elapsed < budget and not stop["now"]:
+        lr = lr_at(elapsed / budget, args.lr)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        xs = mixed_batch(crops, mix, args.batch, n_mix, args.crop, gen, args.mix_crop)
+        idx = torch.randint(6, (args.batch,), generator=gen)
+        per_sample = [sample_losses(x, i) for x, i in zip(xs, idx.split([len(x) for x in xs]))]
+        loss_n, bpp, mse, c = (torch.cat(t) for t in zip(*per_sample))
+        loss = loss_n.mean()
         if not optimizer_step(opt, loss, params):
             continue
         step += 1
