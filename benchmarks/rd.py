@@ -11,12 +11,22 @@ In one run:
   the smoothness of the alpha interpolation, CompressAI-style JSON per codec, and a plot.
 
     python benchmarks/rd.py ../shared/data/kodak --out benchmarks/results/kodak
+
+A new default's run over the previous one's, keeping every earlier curve as an anchor:
+
+    python benchmarks/rd.py ../shared/data/kodak --weights rdc-v14 --codecs none \
+        --archive-previous --previous all
+
+``--archive-previous`` moves the run now in ``--out`` (made with other weights) to
+``--out/<its weights>/`` and keeps its two curves as ``<its weights>-beta{0,1}.json``;
+``--previous all`` reads every curve JSON in ``--out`` that is not run now.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -100,6 +110,47 @@ def smoothness(alphas, res: dict) -> list[dict]:
     return out
 
 
+#: What a run writes at the top of ``--out`` and :func:`archive_previous` moves to ``<weights>/``.
+RUN_FILES = ("summary.json", "rdcodec_per_image.json", "README.md", "rd.png")
+
+
+def archive_previous(out: Path, weights: str) -> str | None:
+    """Move the run in ``out`` to ``out/<its weights>/`` unless it was made with ``weights``.
+
+    Its curves stay as anchors: ``rdcodec-beta{b}.json`` is copied to ``<its weights>-beta{b}.json``
+    with that name inside. Returns the archived weights' name, or None when there was nothing to
+    archive (no run in ``out``, or one of ``weights`` itself, which the new run replaces).
+    Refuses (ValueError) to overwrite an archive that is already there.
+    """
+    summary = out / "summary.json"
+    if not summary.exists():
+        return None
+    name = json.loads(summary.read_text())["weights"]
+    if name == weights:
+        return None
+    dest = out / name
+    curves = [out / f"{name}-beta{b}.json" for b in (0, 1)]
+    clash = [p for p in [dest / "summary.json", *curves] if p.exists()]
+    if clash:
+        raise ValueError(f"--archive-previous: {clash[0]} exists already; move it away first")
+    for b, path in zip((0, 1), curves):
+        curve = json.loads((out / f"rdcodec-beta{b}.json").read_text())
+        curve["name"] = path.stem
+        path.write_text(json.dumps(curve, indent=1))
+    dest.mkdir(exist_ok=True)
+    for f in RUN_FILES:
+        if (out / f).exists():
+            shutil.move(str(out / f), str(dest / f))
+    return name
+
+
+def previous_curves(out: Path, spec: str, run_now: list[str]) -> list[str]:
+    """The ``--previous`` names: a comma list, or ``all`` for every curve JSON in ``out`` not run now."""
+    if spec != "all":
+        return [c for c in spec.split(",") if c and c not in run_now]
+    return [p.stem for p in sorted(out.glob("*.json")) if p.name not in report.NOT_CODECS and p.stem not in run_now]
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("folder")
@@ -108,8 +159,11 @@ def main(argv=None) -> None:
     ap.add_argument("--codecs", default="all", help="classical codecs to run ('all', 'none' or a comma list)")
     ap.add_argument("--weights", default=None)
     ap.add_argument("--limit", type=int, default=0, help="use only the first N images")
-    ap.add_argument("--previous", default="", help="comma list of classical codecs not run now but read from "
-                    "their JSON in --out (an earlier run, same images and settings); marked in summary.json")
+    ap.add_argument("--previous", default="", help="comma list of codecs not run now but read from "
+                    "their JSON in --out (an earlier run, same images and settings), or 'all' for every one "
+                    "there; marked in summary.json")
+    ap.add_argument("--archive-previous", action="store_true", help="first move the run in --out, if it was "
+                    "made with other weights, to --out/<its weights>/, keeping its curves as anchors")
     args = ap.parse_args(argv)
     images = classical.load_images(Path(args.folder), args.limit)
     out = Path(args.out)
@@ -125,6 +179,12 @@ def main(argv=None) -> None:
         print(f"[{i + 1}/{len(images)}] {time.time() - t0:.0f}s  alpha 0: {rows[0]['bpp_beta0']:.3f} bpp "
               f"{rows[0]['beta0']['psnr']:.2f} dB  alpha 1: {rows[-1]['bpp_beta0']:.3f} bpp "
               f"{rows[-1]['beta0']['psnr']:.2f} dB", flush=True)
+    if args.archive_previous:  # after measuring, so an interrupted run leaves the previous one in place
+        try:
+            archived = archive_previous(out, codec.weights_name)
+        except ValueError as e:
+            sys.exit(str(e))
+        print(f"archived the run of {archived} to {out / archived}" if archived else "nothing to archive")
     (out / "rdcodec_per_image.json").write_text(json.dumps(per_image, indent=1))
     name = codec.weights_name
     ours = {}
@@ -147,7 +207,7 @@ def main(argv=None) -> None:
         (out / f"{cname}.json").write_text(json.dumps(others[cname], indent=1))
         print(f"{cname}: {time.time() - t:.0f}s", flush=True)
     previous = {}
-    for cname in [c for c in args.previous.split(",") if c and c not in others]:
+    for cname in previous_curves(out, args.previous, list(others)):
         path = out / f"{cname}.json"
         if path.exists():
             others[cname] = json.loads(path.read_text())

@@ -1,0 +1,76 @@
+"""benchmarks/rd.py: archiving the previous default's run and choosing the earlier curves."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+
+from .conftest import load_script
+
+rd = load_script("benchmarks/rd.py")
+
+
+def fake_run(out, weights: str) -> None:
+    """The files an rd.py run leaves at the top of ``out`` (contents only as far as archiving reads them)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps({"weights": weights}))
+    (out / "rdcodec_per_image.json").write_text("[]")
+    (out / "README.md").write_text(f"run of {weights}\n")
+    (out / "rd.png").write_bytes(b"png")
+    for b in (0, 1):
+        (out / f"rdcodec-beta{b}.json").write_text(json.dumps(
+            {"name": f"rdcodec beta={b}", "results": {"bpp": [0.1 + b], "psnr-rgb": [30.0 - b]}}))
+
+
+def test_archive_moves_the_run_and_keeps_its_curves_under_its_weights_name(tmp_path):
+    fake_run(tmp_path, "rdc-v13")
+    assert rd.archive_previous(tmp_path, "rdc-v14") == "rdc-v13"
+    assert (tmp_path / "rdc-v13" / "README.md").read_text() == "run of rdc-v13\n"
+    assert all((tmp_path / "rdc-v13" / f).exists() for f in rd.RUN_FILES)
+    assert not any((tmp_path / f).exists() for f in rd.RUN_FILES)
+    for b in (0, 1):
+        curve = json.loads((tmp_path / f"rdc-v13-beta{b}.json").read_text())
+        assert curve["name"] == f"rdc-v13-beta{b}" and curve["results"]["bpp"] == [0.1 + b]
+    assert rd.previous_curves(tmp_path, "all", []) == ["rdc-v13-beta0", "rdc-v13-beta1"]
+
+
+def test_archive_leaves_a_run_of_the_same_weights_and_an_empty_folder_alone(tmp_path):
+    assert rd.archive_previous(tmp_path, "rdc-v14") is None
+    fake_run(tmp_path, "rdc-v14")
+    assert rd.archive_previous(tmp_path, "rdc-v14") is None
+    assert (tmp_path / "summary.json").exists() and not (tmp_path / "rdc-v14").exists()
+
+
+def test_archive_refuses_to_overwrite_an_earlier_archive(tmp_path):
+    fake_run(tmp_path, "rdc-v13")
+    (tmp_path / "rdc-v13-beta0.json").write_text("{}")
+    with pytest.raises(ValueError, match="exists already"):
+        rd.archive_previous(tmp_path, "rdc-v14")
+    assert (tmp_path / "summary.json").exists() and (tmp_path / "rdc-v13-beta0.json").read_text() == "{}"
+
+
+def test_previous_all_skips_the_run_files_and_the_codecs_run_now(tmp_path):
+    fake_run(tmp_path, "rdc-v13")
+    for name in ("jpeg", "hevc", "beta"):
+        (tmp_path / f"{name}.json").write_text("{}")
+    assert rd.previous_curves(tmp_path, "all", ["jpeg"]) == ["hevc"]
+    assert rd.previous_curves(tmp_path, "hevc,jpeg,,webp", ["jpeg"]) == ["hevc", "webp"]
+
+
+def test_a_new_default_run_archives_the_previous_one_and_compares_against_it(tmp_path, example):
+    """Two real runs on one small image: the second, with other weights, keeps the first as an anchor."""
+    images, out = tmp_path / "images", tmp_path / "out"
+    images.mkdir()
+    Image.fromarray(example[160:352, 256:512]).save(images / "a.png")  # 256x192: MS-SSIM needs >= 161
+    common = [str(images), "--out", str(out), "--alphas", "6", "--codecs", "none"]
+    rd.main([*common, "--weights", "rdc-v12"])
+    rd.main([*common, "--weights", "rdc-v13", "--archive-previous", "--previous", "all"])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["weights"] == "rdc-v13"
+    assert summary["classical_from_earlier_run"] == ["rdc-v12-beta0", "rdc-v12-beta1"]
+    assert "rdcodec beta=0 vs rdc-v12-beta0" in summary["bd"]
+    assert json.loads((out / "rdc-v12" / "summary.json").read_text())["weights"] == "rdc-v12"
+    assert (json.loads((out / "rdc-v12-beta0.json").read_text())["results"]
+            == json.loads((out / "rdc-v12" / "summary.json").read_text())["curves"]["rdcodec beta=0"])
