@@ -300,6 +300,9 @@ def bd_acc_intervals(folder: Path, tests: list[str], anchors: list[str], key: st
 def report(folder: Path, ours: str = "rdcodec", mse: str = "rdcodec-mse-v1", previous: tuple[str, ...] = ()) -> dict:
     """BD-Acc table (headline classifier, top-1) and the accuracy plot for one protocol folder.
 
+    The table goes to ``bd_acc.json`` and, for a model under test named other than ``rdcodec``,
+    also to ``bd_acc-<ours>.json``.
+
     Where curves carry ``miou-deeplabv3`` (``--segmentation``), also BD-mIoU (mIoU points, same
     integral) of the same pairs under ``bd_miou`` and the plot ``segmentation.png``.
     """
@@ -325,7 +328,11 @@ def report(folder: Path, ours: str = "rdcodec", mse: str = "rdcodec-mse-v1", pre
         records = read_records(folder)
         table["bd_acc_ci95"] = {clf: bd_acc_intervals(folder, tests, anchors, f"top1-{clf}", records)
                                 for clf in CLASSIFIERS}
-    (folder / "bd_acc.json").write_text(json.dumps(table, indent=1))
+    table = {"ours": ours, **table}
+    text = json.dumps(table, indent=1)
+    (folder / "bd_acc.json").write_text(text)
+    if ours != "rdcodec":  # named weights keep their own copy, which the next default's report leaves alone
+        (folder / f"bd_acc-{ours}.json").write_text(text)
 
     title = f"ImageNet sample, protocol {folder.name[-1]}, {next(iter(curves.values()))['images']} images"
     _plot(curves, f"top1-{HEADLINE}", f"top-1 (%), {HEADLINE}", title, ours, folder / "accuracy.png")

@@ -105,3 +105,23 @@ def test_bootstrap_intervals_from_records(tmp_path):
     assert 5 < point < 35 and hi - lo < 30            # true gap: 20 points
     missing = cognition.bd_acc_intervals(tmp_path, ["good"], ["absent"], "top1-c")["good vs absent"]
     assert missing.startswith("n/a")
+
+
+def _curve(folder, name, bpp, top1):
+    results = {"bpp": bpp, **{f"top1-{clf}": top1 for clf in cognition.CLASSIFIERS}}
+    (folder / f"{name}.json").write_text(json.dumps({"name": name, "images": 10, "results": results}))
+
+
+def test_report_keeps_a_named_model_table_beside_the_latest(tmp_path):
+    bpp = [0.2, 0.4, 0.8, 1.6]
+    _curve(tmp_path, "jpeg", bpp, [20.0, 40.0, 60.0, 70.0])
+    _curve(tmp_path, "rdc-v9-beta1", bpp, [30.0, 50.0, 65.0, 72.0])
+    _curve(tmp_path, "rdc-v9-beta0", bpp, [25.0, 45.0, 62.0, 71.0])
+    table = cognition.report(tmp_path, ours="rdc-v9")
+    assert table["ours"] == "rdc-v9"
+    assert table["bd_acc"][cognition.HEADLINE]["rdc-v9-beta1 vs jpeg"] > 0
+    assert (tmp_path / "bd_acc-rdc-v9.json").read_text() == (tmp_path / "bd_acc.json").read_text()
+    _curve(tmp_path, "rdcodec-beta1", bpp, [10.0, 30.0, 50.0, 60.0])
+    cognition.report(tmp_path)                   # the unnamed model: bd_acc.json only
+    assert json.loads((tmp_path / "bd_acc.json").read_text())["ours"] == "rdcodec"
+    assert json.loads((tmp_path / "bd_acc-rdc-v9.json").read_text())["ours"] == "rdc-v9"
