@@ -18,7 +18,26 @@ def test_config_file_sets_defaults_and_command_line_wins(tmp_path):
     cfg = tmp_path / "run.toml"
     cfg.write_text('stage = "cognition"\nout = "runs/x"\nmse_anchor = 0.1\nlr = 3e-5\n')
     args = loop.parse_args(["--config", str(cfg), "--lr", "1e-4"])
-    assert (args.stage, args.out, args.mse_anchor, args.lr) == ("cognition", "runs/x", 0.1, 1e-4)
+    assert (args.stage, args.out, args.mse_anchor, args.lr) == ("cognition", "runs/x", (0.1,) * 6, 1e-4)
+
+
+def test_mse_anchor_per_level_from_config_and_command_line(tmp_path):
+    cfg = tmp_path / "run.toml"
+    cfg.write_text('stage = "cognition"\nout = "o"\nmse_anchor = [0.1, 0.1, 0.1, 0.15, 0.25, 0.35]\n')
+    assert loop.parse_args(["--config", str(cfg)]).mse_anchor == (0.1, 0.1, 0.1, 0.15, 0.25, 0.35)
+    args = loop.parse_args(["--config", str(cfg), "--mse-anchor", "0", "0", "0", "0", "0", "1"])
+    assert args.mse_anchor == (0.0,) * 5 + (1.0,)
+    assert loop.parse_args(["--stage", "base", "--out", "o"]).mse_anchor == (0.0,) * 6
+
+
+@pytest.mark.parametrize("anchor", ["[0.1, 0.2]", "[0.1, 0.1, 0.1, 0.1, 0.1, -1]", '"high"'])
+def test_bad_mse_anchor_is_a_usage_error(tmp_path, capsys, anchor):
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(f'stage = "cognition"\nout = "o"\nmse_anchor = {anchor}\n')
+    with pytest.raises(SystemExit) as e:
+        loop.parse_args(["--config", str(cfg)])
+    assert e.value.code == 2
+    assert "anchor" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("text, message", [

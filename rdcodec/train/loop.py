@@ -6,7 +6,7 @@ every gain vector a gradient at every step). Stage ``residual`` (paper Eq. 8): b
 loss ``bpp(s_hat) + lambda_m * 255^2 * MSE(x, x_hat_1 + r)``. Stage ``cognition`` (paper
 stage I, Eq. 7): the base codec again, loss ``bpp + lambda_n * C + lambda_local * 255^2 * D_local``
 with C the contrastive loss of :mod:`.cognition`; ``--mse-anchor mu`` adds
-``mu * base_lambda_n * 255^2 * MSE`` (0 = the paper's loss). Stage ``context`` (not in the
+``mu_n * base_lambda_n * 255^2 * MSE`` (0 = the paper's loss; one mu, or one per level n). Stage ``context`` (not in the
 paper, :mod:`.context`): everything frozen but the context model (and with ``--hyper-lr`` the
 hyper path), loss the rate of ``y`` (plus ``z``) on cached latents, ``alpha`` drawn continuously.
 
@@ -160,8 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     cog.add_argument("--queue", type=int, default=2048, help="negative keys kept (K in Eq. 5)")
     cog.add_argument("--tau", type=float, default=0.07, help="InfoNCE temperature")
     cog.add_argument("--lambda-local", type=float, default=1e-5, help="weight of D_local (Eq. 6), times 255^2")
-    cog.add_argument("--mse-anchor", type=float, default=0.0,
-                     help="extra mu * base_lambda_n * 255^2 * MSE (0 = the paper's loss)")
+    cog.add_argument("--mse-anchor", type=float, nargs="+", default=0.0,
+                     help="extra mu * base_lambda_n * 255^2 * MSE (0 = the paper's loss): one mu for "
+                     f"every level, or {len(LAMBDAS)}, one per level n (in a config: mse_anchor = [...])")
     return ap
 
 
@@ -187,7 +188,24 @@ def parse_args(argv=None) -> argparse.Namespace:
             ap.error(f"--{name} is required (on the command line or in --config)")
     if args.stage not in STAGES:
         ap.error(f"stage must be one of {', '.join(STAGES)}, not {args.stage!r}")
+    try:
+        args.mse_anchor = mse_anchor_per_level(args.mse_anchor)
+    except ValueError as e:
+        ap.error(str(e))
     return args
+
+
+def mse_anchor_per_level(mu) -> tuple[float, ...]:
+    """``--mse-anchor`` as one weight per level n: a single value (or a list of one) applies to
+    every level; a list must have one value per trained level, each finite and >= 0."""
+    values = [mu] if isinstance(mu, (int, float)) else list(mu)
+    if len(values) == 1:
+        values = values * len(LAMBDAS)
+    if len(values) != len(LAMBDAS):
+        raise ValueError(f"mse_anchor takes 1 or {len(LAMBDAS)} values (one per level), not {len(values)}")
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) and v >= 0 for v in values):
+        raise ValueError(f"mse_anchor values must be finite numbers >= 0, not {values}")
+    return tuple(float(v) for v in values)
 
 
 def main(argv=None) -> None:
@@ -288,8 +306,9 @@ def main(argv=None) -> None:
         if contrastive is not None:
             lam_n = torch.tensor(LAMBDAS)[idx]
             d_local = local_mse(x, x_hat)
+            mu = torch.tensor(args.mse_anchor)[idx]
             loss = (bpp + lam_n * c + args.lambda_local * 255 ** 2 * d_local
-                    + args.mse_anchor * lam * 255 ** 2 * mse)
+                    + mu * lam * 255 ** 2 * mse)
         else:
             loss = bpp + lam * 255 ** 2 * mse
         return loss, bpp, mse, c
