@@ -72,5 +72,6 @@ def test_a_new_default_run_archives_the_previous_one_and_compares_against_it(tmp
     assert summary["classical_from_earlier_run"] == ["rdc-v12-beta0", "rdc-v12-beta1"]
     assert "rdcodec beta=0 vs rdc-v12-beta0" in summary["bd"]
     assert json.loads((out / "rdc-v12" / "summary.json").read_text())["weights"] == "rdc-v12"
+    assert "rdc-v13" in (out / "README.md").read_text() and "rdc-v12" in (out / "rdc-v12" / "README.md").read_text()
     assert (json.loads((out / "rdc-v12-beta0.json").read_text())["results"]
             == json.loads((out / "rdc-v12" / "summary.json").read_text())["curves"]["rdcodec beta=0"])
