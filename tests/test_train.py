@@ -30,6 +30,16 @@ def test_mse_anchor_per_level_from_config_and_command_line(tmp_path):
     assert loop.parse_args(["--stage", "base", "--out", "o"]).mse_anchor == (0.0,) * 6
 
 
+def test_cognition_loss_weights_the_mse_by_the_anchor_of_each_sample_level():
+    idx = torch.tensor([0, 3, 5])
+    bpp, c, d_local, mse = torch.full((3,), 0.5), torch.full((3,), 2.0), torch.zeros(3), torch.full((3,), 1e-3)
+    lam = RDCModel(ModelConfig()).base_lambda(idx)
+    without = loop.cognition_loss(bpp, c, d_local, mse, idx, lam, (0.0,) * 6, 1e-5)
+    assert torch.allclose(without, bpp + torch.tensor([0.0625, 0.5, 2.0]) * c)  # paper Eq. 7
+    anchored = loop.cognition_loss(bpp, c, d_local, mse, idx, lam, (0.1, 0.1, 0.1, 0.2, 0.2, 0.4), 1e-5)
+    assert torch.allclose(anchored - without, torch.tensor([0.1, 0.2, 0.4]) * lam * 255 ** 2 * mse)
+
+
 @pytest.mark.parametrize("anchor", ["[0.1, 0.2]", "[0.1, 0.1, 0.1, 0.1, 0.1, -1]", '"high"'])
 def test_bad_mse_anchor_is_a_usage_error(tmp_path, capsys, anchor):
     cfg = tmp_path / "run.toml"

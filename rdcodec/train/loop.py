@@ -208,6 +208,20 @@ def mse_anchor_per_level(mu) -> tuple[float, ...]:
     return tuple(float(v) for v in values)
 
 
+def cognition_loss(bpp: torch.Tensor, c: torch.Tensor, d_local: torch.Tensor, mse: torch.Tensor,
+                   idx: torch.Tensor, lam: torch.Tensor, mse_anchor: tuple[float, ...],
+                   lambda_local: float) -> torch.Tensor:
+    """Stage I's loss per sample, all (B,): paper Eq. 7 plus the MSE anchor of level ``idx``,
+
+        bpp + lambda_n * C + lambda_local * 255^2 * D_local + mu_n * lam * 255^2 * MSE
+
+    with ``lambda_n = LAMBDAS[idx]``, ``mu_n = mse_anchor[idx]`` and ``lam`` the base codec's
+    distortion weight of the same level (``RDCModel.base_lambda``)."""
+    lam_n = torch.tensor(LAMBDAS)[idx]
+    mu = torch.tensor(mse_anchor)[idx]
+    return bpp + lam_n * c + lambda_local * 255 ** 2 * d_local + mu * lam * 255 ** 2 * mse
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -304,11 +318,7 @@ def main(argv=None) -> None:
             c = contrastive(x, x_hat, gen) if contrastive is not None else torch.zeros(len(x))
         mse = (x_hat - x).pow(2).flatten(1).mean(1)
         if contrastive is not None:
-            lam_n = torch.tensor(LAMBDAS)[idx]
-            d_local = local_mse(x, x_hat)
-            mu = torch.tensor(args.mse_anchor)[idx]
-            loss = (bpp + lam_n * c + args.lambda_local * 255 ** 2 * d_local
-                    + mu * lam * 255 ** 2 * mse)
+            loss = cognition_loss(bpp, c, local_mse(x, x_hat), mse, idx, lam, args.mse_anchor, args.lambda_local)
         else:
             loss = bpp + lam * 255 ** 2 * mse
         return loss, bpp, mse, c
