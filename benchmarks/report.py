@@ -67,8 +67,12 @@ def report(folder: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-if __name__ == "__main__":
-    folder = Path(sys.argv[1] if len(sys.argv) > 1 else "benchmarks/results/kodak")
+def write_readme(folder: Path) -> str:
+    """The tables of ``folder``'s run, written to its README.md (returned too)."""
     text = report(folder)
     (folder / "README.md").write_text(text)
-    print(text)
+    return text
+
+
+if __name__ == "__main__":
+    print(write_readme(Path(sys.argv[1] if len(sys.argv) > 1 else "benchmarks/results/kodak")))
