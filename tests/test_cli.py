@@ -328,3 +328,54 @@ def test_decoding_finds_the_shipped_weights_a_file_names(tmp_path, png, monkeypa
     unknown.write_bytes(container.pack(h.weights_id ^ 1, h.width, h.height, h.alpha_q, f.base, f.residual))
     r = CliRunner().invoke(main, ["decode", str(unknown), "-o", str(tmp_path / "d.png")])
     assert r.exit_code != 0 and "unknown weights" in r.output
+
+
+# bin/rdcodec without the dependencies: a fake `torch` package that fails to import unless the
+# script has handed itself over (RDCODEC_BIN_REEXEC set), then steps aside for the real one.
+FAKE_TORCH = '''
+import os, sys
+if not os.environ.get("RDCODEC_BIN_REEXEC"):
+    raise ModuleNotFoundError("No module named 'torch'", name="torch")
+here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]
+del sys.modules["torch"]
+import torch as _real
+sys.modules["torch"] = _real
+'''
+
+
+def _checkout_without_torch(tmp_path, with_venv):
+    """A checkout-shaped folder: bin/rdcodec, the package, and optionally a .venv python."""
+    root = tmp_path / "checkout"
+    (root / "bin").mkdir(parents=True)
+    (root / "bin" / "rdcodec").write_bytes((ROOT / "bin" / "rdcodec").read_bytes())
+    (root / "rdcodec").symlink_to(ROOT / "rdcodec")
+    (root / "weights").symlink_to(ROOT / "weights")
+    if with_venv:
+        venv_bin = root / ".venv" / "bin"
+        venv_bin.mkdir(parents=True)
+        (venv_bin / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+        (venv_bin / "python").chmod(0o755)
+    fake = tmp_path / "fake"
+    (fake / "torch").mkdir(parents=True)
+    (fake / "torch" / "__init__.py").write_text(FAKE_TORCH)
+    env = {k: v for k, v in os.environ.items() if k != "RDCODEC_BIN_REEXEC"}
+    env["PYTHONPATH"] = str(fake)
+    return root, env
+
+
+def test_bin_script_without_torch_says_what_is_missing(tmp_path):
+    root, env = _checkout_without_torch(tmp_path, with_venv=False)
+    r = subprocess.run([sys.executable, root / "bin" / "rdcodec", "--help"], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert "'torch'" in r.stderr and "scripts/setup.sh" in r.stderr
+
+
+def test_bin_script_hands_itself_to_the_checkouts_venv(tmp_path):
+    root, env = _checkout_without_torch(tmp_path, with_venv=True)
+    r = subprocess.run([sys.executable, root / "bin" / "rdcodec", "--help"], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "encode" in r.stdout and "Traceback" not in r.stderr
