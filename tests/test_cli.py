@@ -345,12 +345,12 @@ sys.modules["torch"] = _real
 
 
 def _checkout_without_torch(tmp_path, with_venv):
-    """A checkout-shaped folder: bin/rdcodec, the package, and optionally a .venv python."""
+    """A checkout-shaped folder: bin/rdcodec, the package (it finds weights/ by its real path),
+    and optionally a .venv python."""
     root = tmp_path / "checkout"
     (root / "bin").mkdir(parents=True)
     (root / "bin" / "rdcodec").write_bytes((ROOT / "bin" / "rdcodec").read_bytes())
     (root / "rdcodec").symlink_to(ROOT / "rdcodec")
-    (root / "weights").symlink_to(ROOT / "weights")
     if with_venv:
         venv_bin = root / ".venv" / "bin"
         venv_bin.mkdir(parents=True)
