@@ -48,18 +48,22 @@ def test_encode_is_thread_count_independent_in_either_precision(codec32, codec16
     assert files[0] == files[1]
 
 
-def test_files_from_either_precision_decode_with_the_other(codec32, codec16, crop):
+def test_files_from_either_precision_decode_with_the_other(codec32, codec16, example):
     """A bfloat16 analysis moves a few latents, not the format: each file decodes with either
-    codec, to nearly the same image, at nearly the same size and quality."""
-    files = [c.compress(crop, 0.5, reconstruct=False).data for c in (codec32, codec16)]
-    assert files[0] != files[1] and abs(len(files[0]) - len(files[1])) <= 0.03 * len(files[0])
+    codec, to nearly the same image, at nearly the same size and quality.
+
+    On the whole 768x512 image, where the documented figures (0.01% of rate, 0.004 dB) are
+    measured: on a 192x128 crop a handful of latents rounding the other way already moves
+    PSNR by about 0.1 dB (rdc-v17: +0.125 dB for bfloat16, with 1% more bytes)."""
+    files = [c.compress(example, 0.5, reconstruct=False).data for c in (codec32, codec16)]
+    assert files[0] != files[1] and abs(len(files[0]) - len(files[1])) <= 0.01 * len(files[0])
     quality = []
     for data in files:
         images = [c.decompress(data)[0].render(0.0) for c in (codec32, codec16)]
         diff = np.abs(images[0].astype(np.int16) - images[1])
         assert diff.max() <= 3 and diff.mean() < 0.1
-        quality.append(psnr(crop, images[0]))
-    assert abs(quality[0] - quality[1]) < 0.1
+        quality.append(psnr(example, images[0]))
+    assert abs(quality[0] - quality[1]) < 0.05
 
 
 def test_bytes_match_estimated_bits(coded):
