@@ -5,7 +5,9 @@ rendered at each beta (x_bar = x_hat_1 + (1 - beta) r, Eq. 9; the encoder's reco
 equals the decoder's pixel for pixel). Writes the mean PSNR per (alpha, beta) and how many
 image/alpha pairs have PSNR strictly falling as beta goes 0 -> 1.
 
-    python benchmarks/beta.py ../shared/data/kodak --out benchmarks/results/kodak/beta.json
+    python benchmarks/beta.py ../shared/data/kodak --weights rdc-v17 --out benchmarks/results/kodak/beta/rdc-v17.json
+
+(A folder of its own: ``rd.py --previous all`` reads every JSON next to its summary as a curve.)
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ def main(argv=None) -> None:
         "pairs_strictly_falling_with_beta": int(strictly.sum()), "pairs": int(strictly.size),
         "mean_monotone": bool((np.diff(table.mean(0), axis=1) < 0).all()),
     }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))
 
