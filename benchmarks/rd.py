@@ -148,7 +148,7 @@ def previous_curves(out: Path, spec: str, run_now: list[str]) -> list[str]:
     """The ``--previous`` names: a comma list, or ``all`` for every curve JSON in ``out`` not run now."""
     if spec != "all":
         return [c for c in spec.split(",") if c and c not in run_now]
-    return [p.stem for p in sorted(out.glob("*.json")) if p.name not in report.NOT_CODECS and p.stem not in run_now]
+    return [name for name in report.anchor_curves(out) if name not in run_now]
 
 
 def main(argv=None) -> None:

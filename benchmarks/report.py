@@ -9,8 +9,26 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rdcodec.eval.bjontegaard import bd_table  # noqa: E402
 
-NOT_CODECS = {"summary.json", "rdcodec_per_image.json", "rdcodec-beta0.json", "rdcodec-beta1.json",
-              "beta.json"}  # beta.json: benchmarks/beta.py (PSNR against beta), not a curve
+OWN_CURVES = {"rdcodec-beta0.json", "rdcodec-beta1.json"}  # the run's own curves, never its anchors
+
+
+def read_curve(path: Path) -> dict | None:
+    """The ``results`` of a curve JSON (a dict with ``results.bpp`` and ``results.psnr-rgb``), else None.
+
+    Decided by content, not by name: the summary, the per-image records and any other JSON that
+    lands in the folder (``benchmarks/beta.py``'s output, say) are not curves.
+    """
+    try:
+        r = json.loads(path.read_text()).get("results")
+    except (ValueError, AttributeError):
+        return None
+    return r if isinstance(r, dict) and "bpp" in r and "psnr-rgb" in r else None
+
+
+def anchor_curves(folder: Path) -> dict[str, dict]:
+    """Every curve in ``folder`` except the run's own, by file stem, in name order."""
+    curves = {p.stem: read_curve(p) for p in sorted(folder.glob("*.json")) if p.name not in OWN_CURVES}
+    return {k: v for k, v in curves.items() if v is not None}
 
 
 def fmt(v, spec=".2f") -> str:
@@ -52,8 +70,7 @@ def report(folder: Path) -> str:
     lines += ["", f"bpp strictly increasing with alpha on every image: {s['bpp_strictly_increasing_every_image']}; "
               f"beta=0 above beta=1 on every image and alpha: {s['beta0_above_beta1_every_image_and_alpha']}.", "",
               "| comparison | BD-rate (PSNR) | BD-PSNR |", "|---|---:|---:|"]
-    anchors = {p.stem: json.loads(p.read_text())["results"] for p in sorted(folder.glob("*.json"))
-               if p.name not in NOT_CODECS}
+    anchors = anchor_curves(folder)
     ours = {"rdcodec beta=0": c0, "rdcodec beta=1": c1}
     plot({**ours, **anchors}, folder / "rd.png")
     for k, v in bd_table(ours, anchors).items():

@@ -51,11 +51,15 @@ def test_archive_refuses_to_overwrite_an_earlier_archive(tmp_path):
     assert (tmp_path / "summary.json").exists() and (tmp_path / "rdc-v13-beta0.json").read_text() == "{}"
 
 
-def test_previous_all_skips_the_run_files_and_the_codecs_run_now(tmp_path):
+def test_previous_all_takes_the_curves_there_but_not_the_run_files_or_the_codecs_run_now(tmp_path):
     fake_run(tmp_path, "rdc-v13")
-    for name in ("jpeg", "hevc", "beta"):
-        (tmp_path / f"{name}.json").write_text("{}")
-    assert rd.previous_curves(tmp_path, "all", ["jpeg"]) == ["hevc"]
+    curve = json.dumps({"name": "x", "results": {"bpp": [0.5], "psnr-rgb": [30.0]}})
+    for name in ("jpeg", "hevc", "rdc-v12-beta0"):
+        (tmp_path / f"{name}.json").write_text(curve)
+    (tmp_path / "beta.json").write_text(json.dumps({"results": {"beta": [0, 1], "psnr": [30, 29]}}))
+    (tmp_path / "notes.json").write_text("[1, 2]")
+    (tmp_path / "broken.json").write_text("{")
+    assert rd.previous_curves(tmp_path, "all", ["jpeg"]) == ["hevc", "rdc-v12-beta0"]
     assert rd.previous_curves(tmp_path, "hevc,jpeg,,webp", ["jpeg"]) == ["hevc", "webp"]
 
 
