@@ -7,7 +7,7 @@ image/alpha pairs have PSNR strictly falling as beta goes 0 -> 1.
 
     python benchmarks/beta.py ../shared/data/kodak --weights rdc-v17 --out benchmarks/results/kodak/beta/rdc-v17.json
 
-(A folder of its own: ``rd.py --previous all`` reads every JSON next to its summary as a curve.)
+(A folder of its own, one file per weights, apart from ``rd.py``'s runs.)
 """
 
 from __future__ import annotations
