@@ -233,8 +233,7 @@ def main(argv=None) -> None:
         "curves": {k: v["results"] for k, v in {**ours, **others}.items()},
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    report.plot({k: v["results"] for k, v in {**ours, **others}.items()}, out / "rd.png")
-    report.write_readme(out)  # an archived run took its README along
+    report.write_readme(out)  # tables and rd.png; an archived run took its README along
     print(json.dumps({k: v for k, v in summary.items() if k != "curves"}, indent=1))
 
 
