@@ -124,7 +124,7 @@ def eval_rate(model: RDCModel, latents: torch.Tensor, alphas=(0.0, 0.4, 1.0)) ->
 
 def run(args, model: RDCModel, state: dict | None, out: Path) -> None:
     """The stage's loop; ``model`` has its weights loaded, ``state`` is a resumed checkpoint or None."""
-    from .loop import MAX_STEP_SECONDS, lr_at, optimizer_step, save_checkpoint, stop_on_sigterm
+    from .loop import MAX_STEP_SECONDS, NonFiniteGuard, lr_at, optimizer_step, save_checkpoint, stop_on_sigterm
 
     if model.context is None:
         raise SystemExit("stage context needs --context checkerboard or space-channel")
@@ -169,6 +169,7 @@ def run(args, model: RDCModel, state: dict | None, out: Path) -> None:
     if step == 0:
         evaluate()
     t_last, t_ckpt = time.time(), time.time()
+    nonfinite = NonFiniteGuard()
     acc, acc_z, n_acc = 0.0, 0.0, 0
     while elapsed < budget and not stop["now"]:
         for g, peak in zip(opt.param_groups, peaks):
@@ -180,7 +181,7 @@ def run(args, model: RDCModel, state: dict | None, out: Path) -> None:
         bpp = rate_bpp(model, hyper, bf16=not args.no_bf16)
         bpp_z = hyper[3] / _pixels(y)
         loss = (bpp + bpp_z).mean() if train_hyper else bpp.mean()
-        if not optimizer_step(opt, loss, params):
+        if not nonfinite(optimizer_step(opt, loss, params), step):
             continue
         step += 1
         now = time.time()

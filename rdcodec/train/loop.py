@@ -52,6 +52,10 @@ STAGES = ("base", "cognition", "residual", "context")
 #: benchmark on the same cores) resumes where its learning-rate schedule left off.
 MAX_STEP_SECONDS = 60.0
 
+#: Non-finite losses in a row after which a run stops with an error: each one is skipped without
+#: a step (and without moving the budget clock), so a model that gives nothing else would spin.
+MAX_NONFINITE_IN_A_ROW = 20
+
 
 def is_base_param(name: str) -> bool:
     return name.startswith(BASE_PREFIXES)
@@ -91,6 +95,29 @@ def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor, params: list)
     torch.nn.utils.clip_grad_norm_(params, 1.0)
     opt.step()
     return True
+
+
+class NonFiniteGuard:
+    """Counts the losses :func:`optimizer_step` skipped; stops the run past ``limit`` in a row.
+
+    ``guard(stepped, step)`` returns ``stepped``, so a loop reads
+    ``if not guard(optimizer_step(opt, loss, params), step): continue``.
+    """
+
+    def __init__(self, limit: int = MAX_NONFINITE_IN_A_ROW):
+        self.limit, self.in_a_row, self.total = limit, 0, 0
+
+    def __call__(self, stepped: bool, step: int) -> bool:
+        if stepped:
+            self.in_a_row = 0
+            return True
+        self.in_a_row += 1
+        self.total += 1
+        if self.in_a_row >= self.limit:
+            raise SystemExit(f"error: {self.in_a_row} non-finite losses in a row after step {step}; none of them "
+                             "changed the weights and the last checkpoint is as it was. Check the init weights, "
+                             "or lower --lr.")
+        return False
 
 
 def stop_on_sigterm() -> dict:
@@ -324,6 +351,7 @@ def main(argv=None) -> None:
         return loss, bpp, mse, c
 
     t_last, t_ckpt = time.time(), time.time()
+    nonfinite = NonFiniteGuard()
     acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "c": 0.0, "n": 0}
     while elapsed < budget and not stop["now"]:
         lr = lr_at(elapsed / budget, args.lr)
@@ -334,7 +362,7 @@ def main(argv=None) -> None:
         per_sample = [sample_losses(x, i) for x, i in zip(xs, idx.split([len(x) for x in xs]))]
         loss_n, bpp, mse, c = (torch.cat(t) for t in zip(*per_sample))
         loss = loss_n.mean()
-        if not optimizer_step(opt, loss, params):
+        if not nonfinite(optimizer_step(opt, loss, params), step):
             continue
         step += 1
         now = time.time()
@@ -350,6 +378,8 @@ def main(argv=None) -> None:
             rec = {"step": step, "elapsed_min": round(elapsed / 60, 2), "lr": lr,
                    **{k: v / n for k, v in acc.items()}}
             rec["psnr"] = -10 * math.log10(max(rec["mse"], 1e-10))
+            if nonfinite.total:
+                rec["nonfinite_skipped"] = nonfinite.total
             log.write(json.dumps(rec) + "\n")
             log.flush()
             acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "c": 0.0, "n": 0}
