@@ -84,15 +84,46 @@ def test_training_runs_checkpoints_and_resumes(tmp_path):
             "--crop", "64", "--batch", "2", "--budget-minutes", "0.05", "--log-every", "1",
             "--eval-every", "3", "--eval-dir", str(EXAMPLE.parent), "--eval-images", "1", "--out", str(out)]
     loop.main(argv)
-    first = torch.load(out / "last.pt", weights_only=False)["step"]
+    ckpt = torch.load(out / "last.pt", weights_only=False)
+    first = ckpt["step"]
     assert first >= 1 and cache.exists()
-    loop.main([*argv[:-4], "--budget-minutes", "0.1", "--out", str(out)])
+    # a budget 3 s past the clock the first run left (a step on busy cores can take longer than 3 s)
+    loop.main([*argv[:-4], "--budget-minutes", str((ckpt["elapsed"] + 3) / 60), "--out", str(out)])
     second = torch.load(out / "last.pt", weights_only=False)["step"]
     assert second > first
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     evals = [r for r in records if r.get("event") == "eval"]
     assert len(evals) >= 2 and all(len(r["bpp"]) == 3 for r in evals)
     assert [r["step"] for r in records if "loss" in r] == sorted(r["step"] for r in records if "loss" in r)
+
+
+def test_optimizer_step_skips_a_non_finite_loss_without_touching_the_weights():
+    w = torch.nn.Parameter(torch.ones(3))
+    opt = torch.optim.Adam([w], lr=0.1)
+    assert not loop.optimizer_step(opt, (w * float("nan")).sum(), [w])
+    assert torch.equal(w.detach(), torch.ones(3))
+    assert loop.optimizer_step(opt, (w * 2).sum(), [w])
+    assert not torch.equal(w.detach(), torch.ones(3))
+
+
+def test_non_finite_guard_stops_only_a_run_of_skips():
+    guard = loop.NonFiniteGuard(limit=3)
+    assert [guard(s, 0) for s in (False, False, True, False, False)] == [False, False, True, False, False]
+    assert guard.total == 4
+    with pytest.raises(SystemExit, match="3 non-finite losses in a row after step 7"):
+        guard(False, 7)
+
+
+def test_a_run_that_only_gets_non_finite_losses_stops_with_an_error(tmp_path, monkeypatch):
+    """Skipped steps do not move the budget clock: without the guard this run would never end."""
+    monkeypatch.setattr(loop, "optimizer_step", lambda opt, loss, params: False)
+    out = tmp_path / "run"
+    argv = ["--stage", "base", "--data", str(EXAMPLE.parent), "--cache", str(tmp_path / "crops.pt"),
+            "--n-crops", "4", "--crop", "64", "--batch", "2", "--budget-minutes", "0.05", "--log-every", "1",
+            "--eval-every", "0", "--out", str(out)]
+    with pytest.raises(SystemExit, match="non-finite losses in a row after step 0"):
+        loop.main(argv)
+    assert not [line for line in (out / "log.jsonl").read_text().splitlines() if '"loss"' in line]
 
 
 def test_training_with_a_mix_crop_of_its_own_steps_on_both_parts(tmp_path):
