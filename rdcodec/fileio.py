@@ -16,6 +16,24 @@ from typing import BinaryIO
 from .errors import RdcError
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: The process's umask, read once at import (reading it means setting it, which is not thread-safe).
+_UMASK = _read_umask()
+
+
+def _output_mode(target: Path) -> int:
+    """What a plain ``open(target, "wb")`` would leave: an existing file's mode, else 0o666 less the umask."""
+    try:
+        return target.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        return 0o666 & ~_UMASK
+
+
 class OutputExistsError(RdcError):
     """The output file exists and overwriting was not allowed."""
 
@@ -28,7 +46,11 @@ def check_writable(path: str, force: bool) -> None:
 
 
 def write_atomic(path: str, writer: Callable[[BinaryIO], object], force: bool = False) -> None:
-    """Call ``writer(fileobj)`` on a temporary file and move it to ``path`` when it succeeds."""
+    """Call ``writer(fileobj)`` on a temporary file and move it to ``path`` when it succeeds.
+
+    The file gets the permissions a plain write would give it (the temporary file is private
+    while it is written): an overwritten file keeps its mode, a new one follows the umask.
+    """
     if path == "-":
         writer(sys.stdout.buffer)
         sys.stdout.buffer.flush()
@@ -39,6 +61,7 @@ def write_atomic(path: str, writer: Callable[[BinaryIO], object], force: bool = 
     try:
         with os.fdopen(fd, "wb") as f:
             writer(f)
+        os.chmod(tmp, _output_mode(target))
         if not force and target.exists():
             raise OutputExistsError(f"{path} appeared while writing; use --force to overwrite it")
         os.replace(tmp, target)

@@ -74,6 +74,22 @@ def test_refuses_to_overwrite_without_force(tmp_path, png):
     assert run("decode", out, "-o", img).exit_code == 1 and img.read_bytes() == b"keep"
 
 
+def test_outputs_get_the_mode_a_plain_write_would_give(tmp_path, png, monkeypatch):
+    """Written through a private (0600) temporary file, but not left private: a new file follows
+    the umask, an overwritten one keeps its mode."""
+    from rdcodec import fileio
+
+    monkeypatch.setattr(fileio, "_UMASK", 0o022)
+    out = tmp_path / "x.rdc"
+    assert run("encode", png, "-o", out).exit_code == 0
+    assert out.stat().st_mode & 0o777 == 0o644
+    img = tmp_path / "y.png"
+    img.write_bytes(b"old")
+    img.chmod(0o640)
+    assert run("decode", out, "-o", img, "--force").exit_code == 0
+    assert img.read_bytes()[:4] == b"\x89PNG" and img.stat().st_mode & 0o777 == 0o640
+
+
 @pytest.mark.parametrize("damage", ["truncate", "magic", "flip", "empty"])
 def test_bad_files_give_one_line_error_and_no_output(tmp_path, png, damage):
     good = tmp_path / "x.rdc"
