@@ -98,7 +98,7 @@ def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor, params: list)
 
 
 class NonFiniteGuard:
-    """Counts the losses :func:`optimizer_step` skipped; stops the run past ``limit`` in a row.
+    """Counts the losses :func:`optimizer_step` skipped; stops the run when ``limit`` come in a row.
 
     ``guard(stepped, step)`` returns ``stepped``, so a loop reads
     ``if not guard(optimizer_step(opt, loss, params), step): continue``.
