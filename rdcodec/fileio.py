@@ -6,6 +6,7 @@ replaced when the caller says so.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
@@ -61,7 +62,8 @@ def write_atomic(path: str, writer: Callable[[BinaryIO], object], force: bool = 
     try:
         with os.fdopen(fd, "wb") as f:
             writer(f)
-        os.chmod(tmp, _output_mode(target))
+        with contextlib.suppress(OSError):  # e.g. a FAT or network mount that refuses chmod
+            os.chmod(tmp, _output_mode(target))
         if not force and target.exists():
             raise OutputExistsError(f"{path} appeared while writing; use --force to overwrite it")
         os.replace(tmp, target)

@@ -90,6 +90,16 @@ def test_outputs_get_the_mode_a_plain_write_would_give(tmp_path, png, monkeypatc
     assert img.read_bytes()[:4] == b"\x89PNG" and img.stat().st_mode & 0o777 == 0o640
 
 
+def test_an_output_is_still_written_where_chmod_is_refused(tmp_path, png, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise PermissionError("operation not permitted")
+
+    monkeypatch.setattr("rdcodec.fileio.os.chmod", refuse)
+    out = tmp_path / "x.rdc"
+    assert run("encode", png, "-o", out).exit_code == 0
+    assert out.read_bytes()[:4] == b"\x8bRDC" and not list(tmp_path.glob(".*.part"))
+
+
 @pytest.mark.parametrize("damage", ["truncate", "magic", "flip", "empty"])
 def test_bad_files_give_one_line_error_and_no_output(tmp_path, png, damage):
     good = tmp_path / "x.rdc"
