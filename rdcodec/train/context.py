@@ -189,11 +189,8 @@ def run(args, model: RDCModel, state: dict | None, out: Path) -> None:
         t_last = now
         acc, acc_z, n_acc = acc + bpp.mean().item(), acc_z + bpp_z.mean().item(), n_acc + 1
         if step % args.log_every == 0:
-            rec = {"step": step, "elapsed_min": round(elapsed / 60, 2), "lr": opt.param_groups[0]["lr"],
-                   "bpp_y": acc / n_acc, "bpp_z": acc_z / n_acc}
-            if nonfinite.total:
-                rec["nonfinite_skipped"] = nonfinite.total
-            log.write(json.dumps(rec) + "\n")
+            log.write(json.dumps({"step": step, "elapsed_min": round(elapsed / 60, 2), "lr": opt.param_groups[0]["lr"],
+                                  "bpp_y": acc / n_acc, "bpp_z": acc_z / n_acc, **nonfinite.log_fields()}) + "\n")
             log.flush()
             acc, acc_z, n_acc = 0.0, 0.0, 0
         if args.eval_every > 0 and step % args.eval_every == 0:

@@ -119,6 +119,10 @@ class NonFiniteGuard:
                              "or lower --lr.")
         return False
 
+    def log_fields(self) -> dict:
+        """What a log line adds: the skips so far, or nothing while there are none."""
+        return {"nonfinite_skipped": self.total} if self.total else {}
+
 
 def stop_on_sigterm() -> dict:
     """A flag ``{"now": bool}`` that SIGTERM sets, so a run stops after its step and checkpoints."""
@@ -378,8 +382,7 @@ def main(argv=None) -> None:
             rec = {"step": step, "elapsed_min": round(elapsed / 60, 2), "lr": lr,
                    **{k: v / n for k, v in acc.items()}}
             rec["psnr"] = -10 * math.log10(max(rec["mse"], 1e-10))
-            if nonfinite.total:
-                rec["nonfinite_skipped"] = nonfinite.total
+            rec.update(nonfinite.log_fields())
             log.write(json.dumps(rec) + "\n")
             log.flush()
             acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "c": 0.0, "n": 0}
