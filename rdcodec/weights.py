@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from .errors import WeightsError
+from .fileio import write_atomic
 from .model.rdc import ModelConfig, RDCModel
 
 ENV_VAR = "RDCODEC_WEIGHTS"
@@ -129,8 +130,11 @@ def load(path: str | Path | None = None) -> tuple[RDCModel, torch.Tensor, Weight
 
 
 def export(model: RDCModel, path: Path, metadata: dict[str, str] | None = None) -> str:
-    """Write ``model`` as float16 safetensors with its coding tables; returns the SHA-256."""
-    from safetensors.torch import save_file
+    """Write ``model`` as float16 safetensors with its coding tables; returns the SHA-256.
+
+    The file is written whole or not at all (:func:`~rdcodec.fileio.write_atomic`): an export
+    that fails leaves the weights that were there."""
+    from safetensors.torch import save
 
     from .entropy.tables import Z_RANGE
     from .model.rdc import z_pmf_table
@@ -141,5 +145,6 @@ def export(model: RDCModel, path: Path, metadata: dict[str, str] | None = None) 
     rounded = _model_from(model.config, state)
     state["tables.z_pmf"] = z_pmf_table(rounded, Z_RANGE).to(torch.float32)
     meta = {"config": json.dumps(model.config.to_dict()), **(metadata or {})}
-    save_file(state, str(path), metadata=meta)
+    data = save(state, metadata=meta)
+    write_atomic(str(path), lambda f: f.write(data), force=True)
     return sha256_file(path)

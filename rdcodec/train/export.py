@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from ..fileio import write_atomic
 from ..model.rdc import RDCModel
 from ..weights import export
 from .loop import load_matching, model_config
@@ -45,7 +46,8 @@ def main(argv=None) -> None:
     reg["weights"][args.name] = {"file": path.name, "sha256": digest}
     if args.default or len(reg["weights"]) == 1:
         reg["default"] = args.name
-    reg_path.write_text(json.dumps(reg, indent=2) + "\n")
+    text = (json.dumps(reg, indent=2) + "\n").encode()
+    write_atomic(str(reg_path), lambda f: f.write(text), force=True)
     print(f"{path} ({path.stat().st_size / 1e6:.1f} MB) sha256={digest}")
 
 
