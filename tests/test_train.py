@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import pytest
 import torch
@@ -180,6 +182,27 @@ def test_export_keeps_the_trained_residual_lambda_and_registers(tmp_path):
     loaded, _, info = weights.load(tmp_path / "w" / "t-v1.safetensors")
     assert loaded.config.residual_lambda_factor == 8.0
     assert info.sha256 == reg["weights"]["t-v1"]["sha256"]
+    umask = os.umask(0)
+    os.umask(umask)
+    for written in ("t-v1.safetensors", "registry.json"):  # readable like any file the user writes
+        assert stat.S_IMODE((tmp_path / "w" / written).stat().st_mode) == 0o666 & ~umask
+
+
+def test_an_export_that_fails_while_writing_leaves_the_weights_that_were_there(tmp_path, monkeypatch):
+    import safetensors.torch
+
+    from rdcodec import weights
+
+    path = tmp_path / "t.safetensors"
+    model = RDCModel(ModelConfig())
+    weights.export(model, path)
+    before = path.read_bytes()
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)
+    monkeypatch.setattr(safetensors.torch, "save", lambda *a, **k: "not bytes")  # the write raises
+    with pytest.raises(TypeError):
+        weights.export(model, path)
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["t.safetensors"]
 
 
 def test_export_keeps_refinement_blocks(tmp_path):
