@@ -42,6 +42,40 @@ def test_cognition_loss_weights_the_mse_by_the_anchor_of_each_sample_level():
     assert torch.allclose(anchored - without, torch.tensor([0.1, 0.2, 0.4]) * lam * 255 ** 2 * mse)
 
 
+def test_cognition_loss_adds_the_feature_term_weighted_per_level():
+    idx = torch.tensor([0, 3, 5])
+    bpp, c, d_local, mse = torch.full((3,), 0.5), torch.full((3,), 2.0), torch.zeros(3), torch.full((3,), 1e-3)
+    lam = RDCModel(ModelConfig()).base_lambda(idx)
+    feat = torch.tensor([0.4, 0.2, 0.1])
+    nu = (1.0, 0.0, 0.0, 2.0, 0.0, 8.0)
+    without = loop.cognition_loss(bpp, c, d_local, mse, idx, lam, (0.1,) * 6, 1e-5)
+    with_feat = loop.cognition_loss(bpp, c, d_local, mse, idx, lam, (0.1,) * 6, 1e-5, feat, nu)
+    assert torch.allclose(with_feat - without, torch.tensor([1.0, 2.0, 8.0]) * feat)
+
+
+def test_feature_weight_takes_one_or_one_per_level(tmp_path, capsys):
+    assert loop.parse_args(["--stage", "cognition", "--out", "o"]).feature_weight == (0.0,) * 6
+    assert loop.parse_args(["--stage", "cognition", "--out", "o", "--feature-weight", "2"]).feature_weight == (2.0,) * 6
+    with pytest.raises(SystemExit) as e:
+        loop.parse_args(["--stage", "cognition", "--out", "o", "--feature-weight", "1", "2"])
+    assert e.value.code == 2 and "feature_weight" in capsys.readouterr().err
+
+
+def test_feature_distance_compares_channel_directions_per_position():
+    from rdcodec.train.cognition import feature_distance
+
+    gen = torch.Generator().manual_seed(0)
+    f = [torch.randn(2, 8, 6, 6, generator=gen), torch.randn(2, 16, 3, 3, generator=gen)]
+    assert torch.allclose(feature_distance(f, f), torch.zeros(2), atol=1e-6)
+    scaled = [a * torch.rand(2, 1, *a.shape[2:], generator=gen).add(0.5) for a in f]
+    assert torch.allclose(feature_distance(scaled, f), torch.zeros(2), atol=1e-5)  # length per position is free
+    flipped = [-a for a in f]
+    assert torch.allclose(feature_distance(flipped, f), torch.full((2,), 4.0), atol=1e-5)  # the farthest apart
+    noisy = [a + 0.3 * torch.randn(a.shape, generator=gen) for a in f]
+    far = [a + 1.0 * torch.randn(a.shape, generator=gen) for a in f]
+    assert (0 < feature_distance(noisy, f)).all() and (feature_distance(noisy, f) < feature_distance(far, f)).all()
+
+
 @pytest.mark.parametrize("anchor", ["[0.1, 0.2]", "[0.1, 0.1, 0.1, 0.1, 0.1, -1]", '"high"'])
 def test_bad_mse_anchor_is_a_usage_error(tmp_path, capsys, anchor):
     cfg = tmp_path / "run.toml"
@@ -97,6 +131,18 @@ def test_training_runs_checkpoints_and_resumes(tmp_path):
     evals = [r for r in records if r.get("event") == "eval"]
     assert len(evals) >= 2 and all(len(r["bpp"]) == 3 for r in evals)
     assert [r["step"] for r in records if "loss" in r] == sorted(r["step"] for r in records if "loss" in r)
+
+
+def test_a_cognition_run_with_the_feature_term_logs_it(tmp_path, shared):
+    """Stage I with ``--feature-weight`` steps on the contrastive and feature terms and logs D_feat."""
+    pytest.importorskip("ai_edge_litert")
+    out, cache = tmp_path / "run", tmp_path / "crops.pt"
+    loop.main(["--stage", "cognition", "--data", str(EXAMPLE.parent), "--cache", str(cache), "--n-crops", "4",
+               "--crop", "64", "--batch", "2", "--budget-minutes", "0.05", "--log-every", "1", "--eval-every", "0",
+               "--queue", "4", "--feature-weight", "0.5", "--out", str(out),
+               "--backbone", str(shared / "models" / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite")])
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if '"loss"' in line]
+    assert records and all(0 < r["feat"] <= 4 and r["c"] > 0 for r in records)
 
 
 def test_optimizer_step_skips_a_non_finite_loss_without_touching_the_weights():

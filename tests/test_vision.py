@@ -122,3 +122,23 @@ def test_contrastive_loss_prefers_the_matching_image_and_passes_gradients(shared
     with torch.no_grad():
         shuffled = loss(x, x.roll(1, 0), torch.Generator().manual_seed(0))
     assert matched.mean() < shuffled.mean()
+
+
+def test_feature_term_taps_one_map_per_scale_and_grows_with_distortion(shared, models):
+    from rdcodec.train.cognition import ContrastiveLoss
+
+    loss = ContrastiveLoss(str(models / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite"), queue=8)
+    x = torch.from_numpy(np.stack(_images(shared, 4, 224))).permute(0, 3, 1, 2).float() / 255
+    maps = loss.net(x, loss.taps)["features"]
+    assert [m.shape[-1] for m in maps] == [112, 56, 28, 14, 7]  # the deepest map of every scale
+    gen = torch.Generator().manual_seed(0)
+    x_hat = (x + 0.05 * torch.randn(x.shape, generator=gen)).clamp(0, 1).requires_grad_(True)
+    c, feat = loss.with_features(x, x_hat, torch.Generator().manual_seed(0))
+    feat.sum().backward()
+    assert c.shape == feat.shape == (4,) and x_hat.grad.abs().sum() > 0
+    with torch.no_grad():
+        same = loss.with_features(x, x, torch.Generator().manual_seed(0))[1]
+        worse = loss.with_features(x, (x + 0.2 * torch.randn(x.shape, generator=gen)).clamp(0, 1),
+                                   torch.Generator().manual_seed(0))[1]
+    assert torch.allclose(same, torch.zeros(4), atol=1e-5)
+    assert (feat.detach() < worse).all()

@@ -10,6 +10,15 @@ batch plus a FIFO queue of earlier keys (MoCo-style, ``K = queue`` entries). ``f
 network converted by :mod:`rdcodec.vision.tflite` (MobileNetV1 1.0 embedding extractor by
 default), frozen; gradients flow through it into the codec only.
 
+``D_feat`` (not in the paper; ``--feature-weight``) is a feature-fidelity term on the same
+frozen network: for the last feature map ``φ_l`` of each spatial scale, with every position's
+channel vector scaled to unit length (as LPIPS does),
+
+    D_feat = mean_l mean_{h,w} || φ̂_l(x̂1) - φ̂_l(x) ||²     (each term in [0, 4])
+
+It asks x̂1 to keep the *features* a vision network computes from the original, where C only
+asks that the pooled embedding stay closer to its own original than to other images.
+
 ``D_local`` (paper Eq. 6) is the MSE over output values outside [0, 1], counted over all
 pixels, which keeps x̂1 in the range of a normal image without clipping its gradient.
 """
@@ -43,12 +52,24 @@ def local_mse(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
     return ((x_hat - x).pow(2) * outside).flatten(1).mean(1)
 
 
+def feature_distance(f: list[torch.Tensor], f_ref: list[torch.Tensor]) -> torch.Tensor:
+    """``D_feat`` per sample (B,): the mean over maps of the mean over positions of the squared
+    distance between unit-length channel vectors of ``f`` and ``f_ref`` (lists of (B, C_l, H_l, W_l))."""
+    terms = [(F.normalize(a.float(), dim=1, eps=1e-6) - F.normalize(b.float(), dim=1, eps=1e-6))
+             .pow(2).sum(1).flatten(1).mean(1) for a, b in zip(f, f_ref)]
+    return torch.stack(terms).mean(0)
+
+
 class ContrastiveLoss(torch.nn.Module):
-    """InfoNCE of decoded images against augmented originals (paper Eq. 5), per sample (B,)."""
+    """InfoNCE of decoded images against augmented originals (paper Eq. 5), per sample (B,).
+
+    :meth:`with_features` also returns ``D_feat`` from the same forward pass through ``f(x̂1)``.
+    """
 
     def __init__(self, backbone: str = DEFAULT_BACKBONE, queue: int = 2048, tau: float = 0.07):
         super().__init__()
         self.net = load_tflite(backbone)
+        self.taps = self.net.scale_taps()
         self.tau = tau
         self.size = queue
         self.register_buffer("queue", torch.zeros(0, 1), persistent=False)
@@ -57,11 +78,22 @@ class ContrastiveLoss(torch.nn.Module):
         return F.normalize(self.net(x)["embedding"].float(), dim=1)
 
     def forward(self, x: torch.Tensor, x_hat: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        return self._losses(x, x_hat, gen, features=False)[0]
+
+    def with_features(self, x: torch.Tensor, x_hat: torch.Tensor,
+                      gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(C, D_feat)``, both (B,); costs one more pass of ``f`` over ``x`` (without gradient)."""
+        return self._losses(x, x_hat, gen, features=True)
+
+    def _losses(self, x, x_hat, gen, features: bool):
+        taps = self.taps if features else ()
         with torch.no_grad():
             k = self.embed(augment(x, gen))  # (B, D)
-        q = self.embed(x_hat)  # (B, D)
+            f_ref = self.net(x, taps)["features"] if features else None
+        out = self.net(x_hat, taps)
+        q = F.normalize(out["embedding"].float(), dim=1)  # (B, D)
         keys = torch.cat([k, self.queue]) if self.queue.numel() else k  # (B + K, D)
         logits = q @ keys.T / self.tau  # positives on the diagonal of the first B columns
         loss = F.cross_entropy(logits, torch.arange(len(q)), reduction="none")
         self.queue = (torch.cat([k, self.queue]) if self.queue.numel() else k)[: self.size].detach()
-        return loss
+        return loss, (feature_distance(out["features"], f_ref) if features else None)

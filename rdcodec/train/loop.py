@@ -6,7 +6,8 @@ every gain vector a gradient at every step). Stage ``residual`` (paper Eq. 8): b
 loss ``bpp(s_hat) + lambda_m * 255^2 * MSE(x, x_hat_1 + r)``. Stage ``cognition`` (paper
 stage I, Eq. 7): the base codec again, loss ``bpp + lambda_n * C + lambda_local * 255^2 * D_local``
 with C the contrastive loss of :mod:`.cognition`; ``--mse-anchor mu`` adds
-``mu_n * base_lambda_n * 255^2 * MSE`` (0 = the paper's loss; one mu, or one per level n). Stage ``context`` (not in the
+``mu_n * base_lambda_n * 255^2 * MSE`` (0 = the paper's loss; one mu, or one per level n) and
+``--feature-weight nu`` adds ``nu_n * D_feat``, the backbone's feature distance (:mod:`.cognition`). Stage ``context`` (not in the
 paper, :mod:`.context`): everything frozen but the context model (and with ``--hyper-lr`` the
 hyper path), loss the rate of ``y`` (plus ``z``) on cached latents, ``alpha`` drawn continuously.
 
@@ -194,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     cog.add_argument("--mse-anchor", type=float, nargs="+", default=0.0,
                      help="extra mu * base_lambda_n * 255^2 * MSE (0 = the paper's loss): one mu for "
                      f"every level, or {len(LAMBDAS)}, one per level n (in a config: mse_anchor = [...])")
+    cog.add_argument("--feature-weight", type=float, nargs="+", default=0.0,
+                     help="extra nu * D_feat, the backbone's feature distance between x_hat_1 and x (0 = off): "
+                     f"one nu for every level, or {len(LAMBDAS)}, one per level n")
     return ap
 
 
@@ -220,37 +224,44 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.stage not in STAGES:
         ap.error(f"stage must be one of {', '.join(STAGES)}, not {args.stage!r}")
     try:
-        args.mse_anchor = mse_anchor_per_level(args.mse_anchor)
+        args.mse_anchor = per_level(args.mse_anchor, "mse_anchor")
+        args.feature_weight = per_level(args.feature_weight, "feature_weight")
     except ValueError as e:
         ap.error(str(e))
     return args
 
 
-def mse_anchor_per_level(mu) -> tuple[float, ...]:
-    """``--mse-anchor`` as one weight per level n: a single value (or a list of one) applies to
-    every level; a list must have one value per trained level, each finite and >= 0."""
+def per_level(mu, name: str = "mse_anchor") -> tuple[float, ...]:
+    """A per-level weight option (``--mse-anchor``, ``--feature-weight``) as one weight per level n:
+    a single value (or a list of one) applies to every level; a list must have one value per
+    trained level, each finite and >= 0."""
     values = [mu] if isinstance(mu, (int, float)) else list(mu)
     if len(values) == 1:
         values = values * len(LAMBDAS)
     if len(values) != len(LAMBDAS):
-        raise ValueError(f"mse_anchor takes 1 or {len(LAMBDAS)} values (one per level), not {len(values)}")
+        raise ValueError(f"{name} takes 1 or {len(LAMBDAS)} values (one per level), not {len(values)}")
     if not all(isinstance(v, (int, float)) and math.isfinite(v) and v >= 0 for v in values):
-        raise ValueError(f"mse_anchor values must be finite numbers >= 0, not {values}")
+        raise ValueError(f"{name} values must be finite numbers >= 0, not {values}")
     return tuple(float(v) for v in values)
 
 
 def cognition_loss(bpp: torch.Tensor, c: torch.Tensor, d_local: torch.Tensor, mse: torch.Tensor,
                    idx: torch.Tensor, lam: torch.Tensor, mse_anchor: tuple[float, ...],
-                   lambda_local: float) -> torch.Tensor:
-    """Stage I's loss per sample, all (B,): paper Eq. 7 plus the MSE anchor of level ``idx``,
+                   lambda_local: float, feat: torch.Tensor | None = None,
+                   feature_weight: tuple[float, ...] = (0.0,) * len(LAMBDAS)) -> torch.Tensor:
+    """Stage I's loss per sample, all (B,): paper Eq. 7 plus the MSE anchor and the feature term
+    of level ``idx``,
 
-        bpp + lambda_n * C + lambda_local * 255^2 * D_local + mu_n * lam * 255^2 * MSE
+        bpp + lambda_n * C + lambda_local * 255^2 * D_local + mu_n * lam * 255^2 * MSE + nu_n * D_feat
 
-    with ``lambda_n = LAMBDAS[idx]``, ``mu_n = mse_anchor[idx]`` and ``lam`` the base codec's
-    distortion weight of the same level (``RDCModel.base_lambda``)."""
+    with ``lambda_n = LAMBDAS[idx]``, ``mu_n = mse_anchor[idx]``, ``nu_n = feature_weight[idx]``
+    and ``lam`` the base codec's distortion weight of the same level (``RDCModel.base_lambda``)."""
     lam_n = torch.tensor(LAMBDAS)[idx]
     mu = torch.tensor(mse_anchor)[idx]
-    return bpp + lam_n * c + lambda_local * 255 ** 2 * d_local + mu * lam * 255 ** 2 * mse
+    loss = bpp + lam_n * c + lambda_local * 255 ** 2 * d_local + mu * lam * 255 ** 2 * mse
+    if feat is not None:
+        loss = loss + torch.tensor(feature_weight)[idx] * feat
+    return loss
 
 
 def main(argv=None) -> None:
@@ -334,8 +345,10 @@ def main(argv=None) -> None:
         log.flush()
         print(json.dumps(rec), flush=True)
 
+    use_features = contrastive is not None and any(args.feature_weight)
+
     def sample_losses(x: torch.Tensor, idx: torch.Tensor):
-        """Per-sample (loss, bpp, mse, C) of one batch part, all (b,): the stage's loss."""
+        """Per-sample (loss, bpp, mse, C, D_feat) of one batch part, all (b,): the stage's loss."""
         pixels = x.shape[-1] * x.shape[-2]
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=not args.no_bf16):
             if args.stage in ("base", "cognition"):
@@ -346,17 +359,24 @@ def main(argv=None) -> None:
                 o = model.forward_residual(x, idx)
                 x_hat, bpp = (o["x_hat_1"] + o["r"]).float(), o["bits_s"] / pixels
                 lam = model.residual_lambda(idx)
-            c = contrastive(x, x_hat, gen) if contrastive is not None else torch.zeros(len(x))
+            c = feat = torch.zeros(len(x))
+            if use_features:
+                c, feat = contrastive.with_features(x, x_hat, gen)
+            elif contrastive is not None:
+                c = contrastive(x, x_hat, gen)
         mse = (x_hat - x).pow(2).flatten(1).mean(1)
         if contrastive is not None:
-            loss = cognition_loss(bpp, c, local_mse(x, x_hat), mse, idx, lam, args.mse_anchor, args.lambda_local)
+            loss = cognition_loss(bpp, c, local_mse(x, x_hat), mse, idx, lam, args.mse_anchor, args.lambda_local,
+                                  feat.float(), args.feature_weight)
         else:
             loss = bpp + lam * 255 ** 2 * mse
-        return loss, bpp, mse, c
+        return loss, bpp, mse, c, feat
 
     t_last, t_ckpt = time.time(), time.time()
     nonfinite = NonFiniteGuard()
-    acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "c": 0.0, "n": 0}
+    fresh = lambda: {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "c": 0.0, **({"feat": 0.0} if use_features else {}),  # noqa: E731
+                     "n": 0}
+    acc = fresh()
     while elapsed < budget and not stop["now"]:
         lr = lr_at(elapsed / budget, args.lr)
         for g in opt.param_groups:
@@ -364,7 +384,7 @@ def main(argv=None) -> None:
         xs = mixed_batch(crops, mix, args.batch, n_mix, args.crop, gen, args.mix_crop)
         idx = torch.randint(6, (args.batch,), generator=gen)
         per_sample = [sample_losses(x, i) for x, i in zip(xs, idx.split([len(x) for x in xs]))]
-        loss_n, bpp, mse, c = (torch.cat(t) for t in zip(*per_sample))
+        loss_n, bpp, mse, c, feat = (torch.cat(t) for t in zip(*per_sample))
         loss = loss_n.mean()
         if not nonfinite(optimizer_step(opt, loss, params), step):
             continue
@@ -376,6 +396,8 @@ def main(argv=None) -> None:
         acc["bpp"] += bpp.mean().item()
         acc["mse"] += mse.mean().item()
         acc["c"] += c.mean().item()
+        if use_features:
+            acc["feat"] += feat.mean().item()
         acc["n"] += 1
         if step % args.log_every == 0:
             n = acc.pop("n")
@@ -385,7 +407,7 @@ def main(argv=None) -> None:
             rec.update(nonfinite.log_fields())
             log.write(json.dumps(rec) + "\n")
             log.flush()
-            acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "c": 0.0, "n": 0}
+            acc = fresh()
         if eval_images and step % args.eval_every == 0:
             evaluate()
             t_last = time.time()  # evaluation time is not training time

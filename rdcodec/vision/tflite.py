@@ -63,6 +63,8 @@ class TFLiteNet(torch.nn.Module):
     (other sizes work wherever the graph allows), and returns a dict with ``"embedding"``
     (the globally pooled features, (B, C)), ``"logits"`` (the input of the final softmax,
     (B, classes), when the graph has one) and ``"output"`` (the graph's output in float).
+    ``forward(x, taps)`` also returns ``"features"``: the outputs of the ops numbered in ``taps``
+    (in that order), e.g. :meth:`scale_taps` for one feature map per spatial scale.
     """
 
     def __init__(self, ops: list[_Op], consts: dict[int, np.ndarray], input_index: int,
@@ -83,11 +85,25 @@ class TFLiteNet(torch.nn.Module):
     def const(self, idx: int) -> torch.Tensor:
         return getattr(self, self._names[idx])
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def scale_taps(self, size: int = 224) -> tuple[int, ...]:
+        """The index of the last op at each spatial scale of a ``size``² input (4-D outputs only):
+        the deepest feature map before every downsampling, ordered from fine to coarse."""
+        shapes: dict[int, tuple[int, ...]] = {}
+        with torch.no_grad():
+            self.forward(torch.zeros(1, 3, size, size), taps=range(len(self.ops)), _shapes=shapes)
+        last: dict[int, int] = {}
+        for i, shape in shapes.items():
+            if len(shape) == 4 and shape[2] > 1:
+                last[shape[2]] = i
+        return tuple(last[h] for h in sorted(last, reverse=True))
+
+    def forward(self, x: torch.Tensor, taps=(), _shapes: dict | None = None) -> dict[str, torch.Tensor]:
+        taps = {op: n for n, op in enumerate(taps)}
+        features: list = [None] * len(taps)
         # uint8 pixel q = 255 x; the network sees scale * (q - zero_point).
         values = {self.input_index: self.in_scale * (x * 255.0 - self.in_zero)}
         result: dict[str, torch.Tensor] = {}
-        for op in self.ops:
+        for i, op in enumerate(self.ops):
             a = values[op.inputs[0]]
             opt = op.options
             if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D"):
@@ -128,7 +144,13 @@ class TFLiteNet(torch.nn.Module):
             elif act == "relu":
                 y = y.clamp_min(0.0)
             values[op.outputs[0]] = y
+            if i in taps:
+                features[taps[i]] = y
+                if _shapes is not None:
+                    _shapes[i] = tuple(y.shape)
         result["output"] = values[self.output_index]
+        if taps:
+            result["features"] = features
         return result
 
 
