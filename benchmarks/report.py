@@ -84,8 +84,23 @@ def report(folder: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def refresh_summary(folder: Path) -> dict:
+    """Bring ``summary.json``'s ``bd`` table and ``curves`` up to the anchor curves now in ``folder``
+    (one archived or added after the run), so the summary and the README agree; returns it."""
+    path = folder / "summary.json"
+    s = json.loads(path.read_text())
+    ours = {k: s["curves"][k] for k in ("rdcodec beta=0", "rdcodec beta=1")}
+    anchors = anchor_curves(folder)
+    s["bd"] = bd_table(ours, anchors)
+    s["curves"] = {**ours, **anchors}
+    path.write_text(json.dumps(s, indent=1))
+    return s
+
+
 def write_readme(folder: Path) -> str:
-    """The tables of ``folder``'s run, written to its README.md (returned too)."""
+    """The tables of ``folder``'s run, written to its README.md (returned too); ``summary.json``
+    is refreshed first (:func:`refresh_summary`)."""
+    refresh_summary(folder)
     text = report(folder)
     (folder / "README.md").write_text(text)
     return text

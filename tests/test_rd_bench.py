@@ -79,3 +79,23 @@ def test_a_new_default_run_archives_the_previous_one_and_compares_against_it(tmp
     assert "rdc-v13" in (out / "README.md").read_text() and "rdc-v12" in (out / "rdc-v12" / "README.md").read_text()
     assert (json.loads((out / "rdc-v12-beta0.json").read_text())["results"]
             == json.loads((out / "rdc-v12" / "summary.json").read_text())["curves"]["rdcodec beta=0"])
+
+
+def test_the_report_brings_the_summary_up_to_an_anchor_added_after_the_run(tmp_path, example):
+    """An anchor archived later (e.g. a candidate's run moved aside) joins summary.json's table
+    as it joins the README's, and the table of the earlier anchors stays as the run wrote it."""
+    report = load_script("benchmarks/report.py")
+    images, out = tmp_path / "images", tmp_path / "out"
+    images.mkdir()
+    Image.fromarray(example[160:352, 256:512]).save(images / "a.png")
+    rd.main([str(images), "--out", str(out), "--alphas", "6", "--codecs", "jpeg", "--weights", "rdc-v12"])
+    before = json.loads((out / "summary.json").read_text())["bd"]
+    curve = json.loads((out / "rdcodec-beta0.json").read_text())
+    curve["results"]["bpp"] = [b * 1.1 for b in curve["results"]["bpp"]]  # 10% more bits, same PSNR
+    (out / "later-beta0.json").write_text(json.dumps({**curve, "name": "later-beta0"}))
+    assert "rdcodec beta=0 vs later-beta0" not in before
+    report.write_readme(out)
+    after = json.loads((out / "summary.json").read_text())
+    assert after["bd"]["rdcodec beta=0 vs later-beta0"]["bd_rate_percent"] == pytest.approx(-100 / 11, abs=0.3)
+    assert {k: v for k, v in after["bd"].items() if "later" not in k} == before
+    assert "later-beta0" in after["curves"] and "| rdcodec beta=0 vs later-beta0 |" in (out / "README.md").read_text()
