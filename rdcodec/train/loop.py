@@ -372,10 +372,12 @@ def main(argv=None) -> None:
             loss = bpp + lam * 255 ** 2 * mse
         return loss, bpp, mse, c, feat
 
+    def fresh() -> dict:
+        """Zeroed sums of the logged means (``feat`` only in a run with the feature term)."""
+        return {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "c": 0.0, **({"feat": 0.0} if use_features else {}), "n": 0}
+
     t_last, t_ckpt = time.time(), time.time()
     nonfinite = NonFiniteGuard()
-    fresh = lambda: {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "c": 0.0, **({"feat": 0.0} if use_features else {}),  # noqa: E731
-                     "n": 0}
     acc = fresh()
     while elapsed < budget and not stop["now"]:
         lr = lr_at(elapsed / budget, args.lr)
