@@ -81,9 +81,14 @@ def main(argv=None) -> None:
     missing = classical.CODECS["hevc"].missing()
     if missing:
         ap.error(f"HEVC-intra is not available: {missing}")
+    from rdcodec.errors import WeightsError
     from rdcodec.weights import resolve
 
-    result = measure(args.folder, resolve(args.weights).name, args.limit, args.alphas, args.hevc)
+    try:
+        weights = resolve(args.weights).name
+    except WeightsError as e:
+        ap.error(str(e))
+    result = measure(args.folder, weights, args.limit, args.alphas, args.hevc)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     for k, v in result["points"].items():

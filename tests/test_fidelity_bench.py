@@ -42,3 +42,12 @@ def test_a_folder_without_labels_is_a_usage_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         fidelity.main([str(tmp_path)])
     assert e.value.code == 2 and "labels.csv" in capsys.readouterr().err
+
+
+def test_unknown_weights_are_a_usage_error(tmp_path, capsys):
+    (tmp_path / "labels.csv").write_text("file,class_index\n")
+    if fidelity.classical.CODECS["hevc"].missing():
+        pytest.skip("HEVC-intra not available")
+    with pytest.raises(SystemExit) as e:
+        fidelity.main([str(tmp_path), "--weights", "rdc-v999"])
+    assert e.value.code == 2 and "rdc-v999" in capsys.readouterr().err
