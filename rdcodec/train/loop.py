@@ -7,9 +7,10 @@ loss ``bpp(s_hat) + lambda_m * 255^2 * MSE(x, x_hat_1 + r)``. Stage ``cognition`
 stage I, Eq. 7): the base codec again, loss ``bpp + lambda_n * C + lambda_local * 255^2 * D_local``
 with C the contrastive loss of :mod:`.cognition`; ``--mse-anchor mu`` adds
 ``mu_n * base_lambda_n * 255^2 * MSE`` (0 = the paper's loss; one mu, or one per level n) and
-``--feature-weight nu`` adds ``nu_n * D_feat``, the backbone's feature distance (:mod:`.cognition`). Stage ``context`` (not in the
-paper, :mod:`.context`): everything frozen but the context model (and with ``--hyper-lr`` the
-hyper path), loss the rate of ``y`` (plus ``z``) on cached latents, ``alpha`` drawn continuously.
+``--feature-weight nu`` adds ``nu_n * D_feat``, the backbone's feature distance (:mod:`.cognition`).
+Stage ``context`` (not in the paper, :mod:`.context`): everything frozen but the context model (and
+with ``--hyper-lr`` the hyper path), loss the rate of ``y`` (plus ``z``) on cached latents, ``alpha``
+drawn continuously.
 
 Options may come from a TOML file (``--config``, flat keys named like the options, e.g.
 ``stage = "cognition"``, ``mse_anchor = 0.1``); options given on the command line win.
