@@ -61,6 +61,14 @@ def test_feature_weight_takes_one_or_one_per_level(tmp_path, capsys):
     assert e.value.code == 2 and "feature_weight" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("option", [["--mse-anchor", "0.3"], ["--feature-weight", "1"]])
+def test_stage_i_loss_terms_in_another_stage_are_a_usage_error(capsys, option):
+    with pytest.raises(SystemExit) as e:
+        loop.parse_args(["--stage", "residual", "--out", "o", *option])
+    assert e.value.code == 2 and f"{option[0]} only apply to --stage cognition" in capsys.readouterr().err
+    assert loop.parse_args(["--stage", "residual", "--out", "o", option[0], "0"])  # 0 = off is fine anywhere
+
+
 def test_feature_distance_compares_channel_directions_per_position():
     from rdcodec.train.cognition import feature_distance
 

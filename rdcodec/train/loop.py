@@ -229,6 +229,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.feature_weight = per_level(args.feature_weight, "feature_weight")
     except ValueError as e:
         ap.error(str(e))
+    if args.stage != "cognition":  # stage I's loss terms would be ignored without a word
+        given = [f"--{n.replace('_', '-')}" for n in ("mse_anchor", "feature_weight") if any(getattr(args, n))]
+        if given:
+            ap.error(f"{' and '.join(given)} only apply to --stage cognition, not {args.stage}")
     return args
 
 
