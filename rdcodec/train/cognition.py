@@ -25,6 +25,8 @@ pixels, which keeps x̂1 in the range of a normal image without clipping its gra
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -69,10 +71,14 @@ class ContrastiveLoss(torch.nn.Module):
     def __init__(self, backbone: str = DEFAULT_BACKBONE, queue: int = 2048, tau: float = 0.07):
         super().__init__()
         self.net = load_tflite(backbone)
-        self.taps = self.net.scale_taps()
         self.tau = tau
         self.size = queue
         self.register_buffer("queue", torch.zeros(0, 1), persistent=False)
+
+    @functools.cached_property
+    def taps(self) -> tuple[int, ...]:
+        """The backbone's op per scale that ``D_feat`` compares (found once, on first use)."""
+        return self.net.scale_taps()
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.net(x)["embedding"].float(), dim=1)

@@ -372,7 +372,7 @@ def main(argv=None) -> None:
         mse = (x_hat - x).pow(2).flatten(1).mean(1)
         if contrastive is not None:
             loss = cognition_loss(bpp, c, local_mse(x, x_hat), mse, idx, lam, args.mse_anchor, args.lambda_local,
-                                  feat.float(), args.feature_weight)
+                                  feat, args.feature_weight)
         else:
             loss = bpp + lam * 255 ** 2 * mse
         return loss, bpp, mse, c, feat

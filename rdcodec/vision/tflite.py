@@ -88,16 +88,15 @@ class TFLiteNet(torch.nn.Module):
     def scale_taps(self, size: int = 224) -> tuple[int, ...]:
         """The index of the last op at each spatial scale of a ``size``² input (4-D outputs only):
         the deepest feature map before every downsampling, ordered from fine to coarse."""
-        shapes: dict[int, tuple[int, ...]] = {}
         with torch.no_grad():
-            self.forward(torch.zeros(1, 3, size, size), taps=range(len(self.ops)), _shapes=shapes)
+            maps = self.forward(torch.zeros(1, 3, size, size), taps=range(len(self.ops)))["features"]
         last: dict[int, int] = {}
-        for i, shape in shapes.items():
-            if len(shape) == 4 and shape[2] > 1:
-                last[shape[2]] = i
+        for i, y in enumerate(maps):
+            if y.dim() == 4 and y.shape[2] > 1:
+                last[y.shape[2]] = i
         return tuple(last[h] for h in sorted(last, reverse=True))
 
-    def forward(self, x: torch.Tensor, taps=(), _shapes: dict | None = None) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, taps=()) -> dict[str, torch.Tensor]:
         taps = {op: n for n, op in enumerate(taps)}
         features: list = [None] * len(taps)
         # uint8 pixel q = 255 x; the network sees scale * (q - zero_point).
@@ -146,8 +145,6 @@ class TFLiteNet(torch.nn.Module):
             values[op.outputs[0]] = y
             if i in taps:
                 features[taps[i]] = y
-                if _shapes is not None:
-                    _shapes[i] = tuple(y.shape)
         result["output"] = values[self.output_index]
         if taps:
             result["features"] = features
