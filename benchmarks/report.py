@@ -56,8 +56,9 @@ def plot(curves: dict[str, dict], path: Path) -> None:
     fig.savefig(path)
 
 
-def report(folder: Path) -> str:
-    s = json.loads((folder / "summary.json").read_text())
+def report(s: dict, folder: Path) -> str:
+    """The README text of the summary ``s`` of ``folder``'s run (its BD table and curves as
+    :func:`refresh_summary` left them); draws ``folder/rd.png``."""
     c0, c1 = s["curves"]["rdcodec beta=0"], s["curves"]["rdcodec beta=1"]
     lines = [f"Weights `{s['weights']}`, {s['images']} images, real file sizes.", "",
              "| alpha | bpp (beta=0) | PSNR beta=0 | JPEG PSNR at same bpp | images beating JPEG | "
@@ -70,10 +71,8 @@ def report(folder: Path) -> str:
     lines += ["", f"bpp strictly increasing with alpha on every image: {s['bpp_strictly_increasing_every_image']}; "
               f"beta=0 above beta=1 on every image and alpha: {s['beta0_above_beta1_every_image_and_alpha']}.", "",
               "| comparison | BD-rate (PSNR) | BD-PSNR |", "|---|---:|---:|"]
-    anchors = anchor_curves(folder)
-    ours = {"rdcodec beta=0": c0, "rdcodec beta=1": c1}
-    plot({**ours, **anchors}, folder / "rd.png")
-    for k, v in bd_table(ours, anchors).items():
+    plot(s["curves"], folder / "rd.png")
+    for k, v in s["bd"].items():
         if "error" in v:
             lines.append(f"| {k} | {v['error']} | |")
         else:
@@ -100,8 +99,7 @@ def refresh_summary(folder: Path) -> dict:
 def write_readme(folder: Path) -> str:
     """The tables of ``folder``'s run, written to its README.md (returned too); ``summary.json``
     is refreshed first (:func:`refresh_summary`)."""
-    refresh_summary(folder)
-    text = report(folder)
+    text = report(refresh_summary(folder), folder)
     (folder / "README.md").write_text(text)
     return text
 
