@@ -52,18 +52,16 @@ def measure(folder: Path, weights: str, limit: int, alphas: list[float], hevc: l
             print(f"[{i + 1}/{len(rows)}] {time.time() - t0:.0f} s", flush=True)
     mean = {k: (float(np.mean([p[0] for p in v])), float(np.mean([p[1] for p in v]))) for k, v in points.items()}
 
-    def curve(prefix: str) -> dict:
-        pts = sorted(v for k, v in mean.items() if k.startswith(prefix))
+    def curve(keep) -> dict:
+        pts = sorted(v for k, v in mean.items() if keep(k))
         return {"bpp": [p[0] for p in pts], "psnr-rgb": [p[1] for p in pts]}
 
-    ours = {}
-    for b in (0, 1):
-        pts = sorted(v for k, v in mean.items() if k.startswith(f"{weights} alpha") and k.endswith(f"beta {b}"))
-        ours[f"rdcodec beta={b}"] = {"bpp": [p[0] for p in pts], "psnr-rgb": [p[1] for p in pts]}
+    ours = {f"rdcodec beta={b}": curve(lambda k, b=b: k.startswith(f"{weights} alpha") and k.endswith(f" beta {b}"))
+            for b in (0, 1)}
     return {"weights": weights, "images": len(rows), "protocol": "A (224x224 center crops)",
             "metric": "mean over images of bpp and of PSNR (RGB, dB)",
             "points": {k: {"bpp": v[0], "psnr": v[1]} for k, v in mean.items()},
-            "bd": bd_table(ours, {"hevc": curve("hevc")})}
+            "bd": bd_table(ours, {"hevc": curve(lambda k: k.startswith("hevc "))})}
 
 
 def main(argv=None) -> None:
