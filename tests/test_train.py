@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import stat
 
 import pytest
 import torch
 
+from rdcodec import fileio
 from rdcodec.model.rdc import ModelConfig, RDCModel
 from rdcodec.train import loop
 from rdcodec.train.monitor import load_eval_images, quick_eval
@@ -236,8 +236,7 @@ def test_export_keeps_the_trained_residual_lambda_and_registers(tmp_path):
     loaded, _, info = weights.load(tmp_path / "w" / "t-v1.safetensors")
     assert loaded.config.residual_lambda_factor == 8.0
     assert info.sha256 == reg["weights"]["t-v1"]["sha256"]
-    umask = os.umask(0)
-    os.umask(umask)
+    umask = fileio._UMASK  # the process's umask, as the package read it once at import
     for written in ("t-v1.safetensors", "registry.json"):  # readable like any file the user writes
         assert stat.S_IMODE((tmp_path / "w" / written).stat().st_mode) == 0o666 & ~umask
 
