@@ -111,18 +111,25 @@ class RDCModel(nn.Module):
         follow the module mode like compressai's: uniform noise in ``train()``, rounding in
         ``eval()`` (so an eval-mode forward estimates the real coded bits).
         """
-        gy, igy = self.gain_y.at_levels(idx)
-        gz, igz = self.gain_z.at_levels(idx)
-        y = self.g_a(x)
+        return self.base_from_latent(self.g_a(x), self.gain_y.at_levels(idx), self.gain_z.at_levels(idx))
+
+    def base_from_latent(self, y: torch.Tensor, gains_y: tuple[torch.Tensor, torch.Tensor],
+                         gains_z: tuple[torch.Tensor, torch.Tensor],
+                         noise: bool | None = None) -> dict[str, torch.Tensor]:
+        """The primary branch from ``y`` (B, M, h, w) on: everything of :meth:`forward_base` after
+        ``g_a``, for given (gain, inverse gain) pairs of y and z. ``noise`` overrides the module
+        mode for the likelihoods (True: uniform noise, as in training); the encoder's latent
+        refinement (:mod:`rdcodec.refine`) differentiates this with respect to ``y``."""
+        (gy, igy), (gz, igz) = gains_y, gains_z
         yg = y * gy
         zg = self.h_a(yg) * gz
-        with torch.autocast(x.device.type, enabled=False):
+        with torch.autocast(y.device.type, enabled=False):
             zg = zg.float()
-            _, z_lik = self.entropy_z(zg)
+            _, z_lik = self.entropy_z(zg, training=noise)
             z_hat = round_ste(zg) * igz
             means, scales = self.y_entropy_params(yg.float(), z_hat)
             yg32 = yg.float()
-            _, y_lik = self.gaussian(yg32, scales, means)
+            _, y_lik = self.gaussian(yg32, scales, means, training=noise)
             yg_hat = round_ste(yg32 - means) + means
         y_hat = yg_hat * igy
         x_hat, feats = self.g_s(y_hat)
@@ -149,13 +156,19 @@ class RDCModel(nn.Module):
         """Stage-II forward: the base runs without gradients, the auxiliary branch learns."""
         with torch.no_grad():
             base = self.forward_base(x, idx)
-        gs, igs = self.gain_s.at_levels(idx)
+        return self.residual_from_base(base, self.gain_s.at_levels(idx))
+
+    def residual_from_base(self, base: dict[str, torch.Tensor], gains_s: tuple[torch.Tensor, torch.Tensor],
+                           noise: bool | None = None) -> dict[str, torch.Tensor]:
+        """The auxiliary branch on a :meth:`base_from_latent` result: ``s`` from ``y - y_hat``,
+        its bits, and the residual image ``r`` (B, 3, H, W). ``noise`` as in :meth:`base_from_latent`."""
+        gs, igs = gains_s
         y, y_hat = base["y"].float(), base["y_hat"].float()
         sg = self.scalable.enc(y - y_hat) * gs
-        with torch.autocast(x.device.type, enabled=False):
+        with torch.autocast(y.device.type, enabled=False):
             sg = sg.float()
             means, scales = self.residual_prior(y_hat)
-            _, s_lik = self.gaussian(sg, scales, means)
+            _, s_lik = self.gaussian(sg, scales, means, training=noise)
             sg_hat = round_ste(sg - means) + means
         r = self.residual_from(sg_hat * igs, y_hat, base["feats"])
         return {"x_hat_1": base["x_hat"], "r": r, "bits_s": bits(s_lik),
