@@ -172,13 +172,17 @@ _verbose = click.option("-v", "--verbose", is_flag=True, help="Also print timing
               help="Decode the file inside the encoder and drop the residual layer if it would not improve "
                    "beta=0 (about 2x the encode time; the shipped model's residual layer helped on every Kodak "
                    "image, so this is off by default).")
+@click.option("--refine", type=click.IntRange(0), default=0, show_default=True, metavar="STEPS",
+              help="Spend STEPS gradient steps searching this image's latent for a smaller file and a better "
+                   "image (about 0.4 s per step for a Kodak image on 2 cores; 50 is a good value). Every "
+                   "decoder reads the file. Works with --alpha only, on images up to 4 megapixels.")
 @_jobs
 @_verbose
 @_common
 @handle_errors
 def encode(inputs: tuple[str, ...], output: str | None, alpha: float, target_bpp: float | None,
            target_size: str | None, target_psnr: float | None, no_residual: bool, check_residual: bool,
-           jobs: int, verbose: bool,
+           refine: int, jobs: int, verbose: bool,
            weights: str | None, device: str, force: bool, quiet: bool) -> None:
     """Compress images (PNG, JPEG, ... or '-' for stdin) to .rdc files.
 
@@ -189,6 +193,7 @@ def encode(inputs: tuple[str, ...], output: str | None, alpha: float, target_bpp
       rdcodec encode kodim23.png --no-residual       # base layer only
       rdcodec encode kodim23.png --target-size 20KB  # largest alpha that fits
       rdcodec encode kodim23.png --target-psnr 30    # smallest alpha reaching 30 dB
+      rdcodec encode kodim23.png --refine 50         # slower encode, better file
       rdcodec encode photos/*.png -o out/            # many files, all cores, progress bar
       cat x.png | rdcodec encode - -o - > x.rdc
 
@@ -206,16 +211,24 @@ def encode(inputs: tuple[str, ...], output: str | None, alpha: float, target_bpp
     targets = [t for t in (target_bpp, target_size, target_psnr) if t is not None]
     if len(targets) > 1 or (targets and explicit_alpha):
         raise click.UsageError("give at most one of --alpha, --target-bpp, --target-size and --target-psnr")
+    if refine and targets:
+        raise click.UsageError("--refine works with --alpha, not with --target-bpp, --target-size or --target-psnr")
     size = parse_size(target_size) if target_size is not None else None
     options: dict[str, Any] = {"alpha": alpha, "target_size": size, "target_bpp": target_bpp,
                                "target_psnr": target_psnr, "residual": not no_residual, "weights": weights,
-                               "device": device, "force": force, "check_residual": check_residual}
+                               "device": device, "force": force, "check_residual": check_residual,
+                               "refine": refine}
     single = _route("encode", inputs, output, options, jobs, quiet)
     if single is None:
         return
     input, output = single
     t0 = time.perf_counter()
-    data, alpha, max_bytes, quality = encode_file(input, output, **options)
+    with click.progressbar(length=refine, label=f"refining the latent ({refine} steps)", file=sys.stderr,
+                           hidden=quiet or not refine) as bar:
+        def progress(step: int, steps: int) -> None:
+            bar.update(1)
+
+        data, alpha, max_bytes, quality = encode_file(input, output, progress=progress, **options)
     if not quiet:
         from .api import PSNR_TOLERANCE, info
 

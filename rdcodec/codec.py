@@ -24,7 +24,7 @@ tile, with enough overlap that the result equals the untiled one up to float rou
 (``rdcodec.model.tiling``); the tiling depends only on the image size.
 
 ``compress`` and ``decompress`` take an optional ``timings`` dict that receives the wall
-seconds spent per stage (analysis, hyper, entropy, synthesis, residual, decision);
+seconds spent per stage (analysis, refine, hyper, entropy, synthesis, residual, decision);
 ``benchmarks/speed.py`` uses it.
 """
 
@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -42,10 +43,11 @@ import torch.nn.functional as F
 from .bitstream import container
 from .entropy import coder
 from .entropy.tables import Y_RANGE, Z_RANGE, scale_indices, snap_means
-from .errors import LimitError, WeightsError
+from .errors import LimitError, RdcError, WeightsError
 from .model import tiling
 from .model.context import anchor_mask
 from .model.rdc import CodingModel
+from .refine import refine_latent
 
 PAD = 64  # total downsampling of the hyper-latent z
 DEFAULT_MAX_PIXELS = 200_000_000
@@ -204,14 +206,39 @@ class Codec:
         if tiling.is_tiled(h + (-h % PAD), w + (-w % PAD)):
             padded = np.pad(image, ((0, -h % PAD), (0, -w % PAD), (0, 0)), mode="edge")
             return Analysis(tiling.analysis(self.m.g_a, padded, self.m.device), h, w, image)
+        return Analysis(self.m.g_a(self._padded(image)).contiguous(), h, w, image)  # decoder-side layout
+
+    def _padded(self, image: np.ndarray) -> torch.Tensor:
+        """(H, W, 3) uint8 -> (1, 3, H', W') float32 in [0, 1] on the device, padded to a multiple
+        of 64 by edge replication."""
+        h, w = image.shape[:2]
         x = torch.from_numpy(image.copy()).to(self.m.device).permute(2, 0, 1)[None].float() / 255.0
-        x = F.pad(x, (0, -w % PAD, 0, -h % PAD), mode="replicate")
-        return Analysis(self.m.g_a(x).contiguous(), h, w, image)  # decoder-side layout
+        return F.pad(x, (0, -w % PAD, 0, -h % PAD), mode="replicate")
+
+    def refine(self, an: Analysis, alpha: float, steps: int,
+               progress: Callable[[int, int], None] | None = None) -> Analysis:
+        """``an`` with its latent refined for ``alpha`` by ``steps`` gradient steps on this image's
+        own rate-distortion loss (:mod:`rdcodec.refine`); needs the original (``an.image``).
+
+        The refined latent is coded like any other: files decode with every rdcodec. Images
+        coded tile by tile (over 4 megapixels) are not refined (the gradient would need the
+        whole synthesis in memory at once): that raises :class:`~rdcodec.errors.RdcError`.
+        """
+        if an.image is None:
+            raise ValueError("latent refinement needs the original image, not only its analysis")
+        h, w = an.height, an.width
+        if tiling.is_tiled(h + (-h % PAD), w + (-w % PAD)):
+            raise RdcError(f"latent refinement works on images up to {tiling.MIN_TILED_PIXELS} pixels "
+                           f"(after padding to a multiple of {PAD}); this one is {w}x{h}: encode it without it")
+        y = refine_latent(self.m.model, self._padded(an.image), an.y, alpha, steps, h, w,
+                          bf16=self.m.bf16, progress=progress)
+        return Analysis(y, h, w, an.image)
 
     @torch.no_grad()
     def compress(self, image: np.ndarray | Analysis, alpha: float, residual: bool = True,
                  estimate: bool = False, reconstruct: bool = True, check_residual: bool = False,
-                 timings: dict[str, float] | None = None) -> Compressed:
+                 timings: dict[str, float] | None = None, refine: int = 0,
+                 progress: Callable[[int, int], None] | None = None) -> Compressed:
         """Code an (H, W, 3) uint8 image (or its :meth:`analyze` result) at rate ``alpha`` in [0, 1].
 
         ``reconstruct=False`` returns no reconstruction (``recon`` is None) and skips the
@@ -220,8 +247,12 @@ class Codec:
         out when it would not improve beta = 0 over beta = 1 (see ``_residual_helps``); it costs
         a synthesis. It is off by default since rdc-v3: the residual layer improved beta = 0 on
         every Kodak image at every alpha (``benchmarks/results/kodak/summary.json``).
-        ``timings``, when given, receives wall seconds per stage.
+        ``timings``, when given, receives wall seconds per stage. ``refine > 0`` first refines
+        the latent for this alpha by that many gradient steps (:meth:`refine`; needs the image,
+        ``progress(step, steps)`` follows it): a smaller file and a better image, more encode time.
         """
+        if refine < 0:
+            raise ValueError(f"refine must be >= 0 steps, got {refine}")
         if not 0.0 <= alpha <= 1.0 or math.isnan(alpha):
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
         model, dev = self.m.model, self.m.device
@@ -231,8 +262,11 @@ class Codec:
         else:
             with clock("analysis"):
                 an = self.analyze(image)
-        y, h, w = an.y, an.height, an.width
         alpha_q = container.quantize_alpha(alpha)
+        if refine:
+            with clock("refine"):
+                an = self.refine(an, alpha_q / container.ALPHA_STEPS, refine, progress)
+        y, h, w = an.y, an.height, an.width
 
         with clock("hyper"):
             gains = self.m.gains(alpha_q / container.ALPHA_STEPS)

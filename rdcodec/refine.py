@@ -1,0 +1,104 @@
+"""Encoder-side latent refinement (not in the paper): a better ``y`` for this one image.
+
+The analysis transform ``g_a`` is amortized: one network maps every image to its latent, so
+``y = g_a(x)`` is a good start but not the latent that minimizes *this* image's
+rate-distortion loss (the "amortization gap" of Cremer et al. 2018). The encoder has ``x``,
+so it can search: starting from ``g_a(x)``, ``steps`` Adam steps on ::
+
+    L(y) = (R_z + R_y + R_s) / (H W)  +  lambda(alpha) * 255^2 * MSE(x, x_hat_1 + r)
+
+with ``R`` the bits under the model's own entropy models (uniform noise, as in training),
+``x_hat_1 + r`` the beta = 0 image (Eq. 9; the reconstruction uses rounded latents with a
+straight-through gradient), ``lambda(alpha)`` the base distortion weight of the trained
+levels interpolated like the gains (log-linear between neighbours, ``rdcodec.model.gain``),
+and the learning rate decayed linearly to 0. This is the test-time optimization of Campos
+et al. 2019 (*Content adaptive optimization for neural image compression*) and Yang et al.
+2020 (*Improving inference for neural image compression*), on rdcodec's two-layer model.
+
+Only the encoder changes: the refined ``y`` is coded exactly like ``g_a(x)`` would be, so
+every rdcodec decoder reads the file, and the file format is unchanged. It costs about one
+synthesis forward + backward per step (``docs/model.md`` has the measured times and gains).
+Runs are reproducible: the noise comes from a fixed seed, with the caller's RNG state kept.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from contextlib import contextmanager
+
+import torch
+
+from .model.gain import LAMBDAS, alpha_to_position
+from .model.rdc import RDCModel
+
+#: Adam's initial step size on ``y`` (the latent's values are O(1) to O(10)); measured on
+#: Kodak: 0.01 and 0.02 give the same gain at 50 steps, 0.03 overshoots (``docs/model.md``).
+LEARNING_RATE = 0.01
+
+
+def distortion_weight(model: RDCModel, alpha: float) -> float:
+    """``lambda(alpha)``: the base distortion weight ``base_lambda_scale * lambda_n`` of the
+    trained levels, interpolated log-linearly between the two neighbours of ``alpha``."""
+    s, l = alpha_to_position(alpha, len(LAMBDAS))
+    lam = math.exp(l * math.log(LAMBDAS[s]) + (1.0 - l) * math.log(LAMBDAS[s + 1]))
+    return lam * model.config.base_lambda_scale
+
+
+def refinement_loss(model: RDCModel, x: torch.Tensor, y: torch.Tensor, alpha: float,
+                    height: int, width: int, bf16: bool = False) -> torch.Tensor:
+    """``L(y)`` of the module docstring for a padded image ``x`` (1, 3, Hp, Wp) in [0, 1] whose
+    top-left ``height x width`` pixels are the image, and a latent ``y`` (1, M, Hp/16, Wp/16).
+    Differentiable with respect to ``y``; the transforms run under bf16 autocast when ``bf16``."""
+    gains = {name: tuple(t.to(y.device) for t in unit.at_alpha(alpha))
+             for name, unit in (("y", model.gain_y), ("z", model.gain_z), ("s", model.gain_s))}
+    with torch.autocast(y.device.type, dtype=torch.bfloat16, enabled=bf16):
+        base = model.base_from_latent(y, gains["y"], gains["z"], noise=True)
+        out = model.residual_from_base(base, gains["s"], noise=True)
+    x_bar = (out["x_hat_1"].float() + out["r"].float())[..., :height, :width]
+    mse = (x_bar - x[..., :height, :width]).square().mean()
+    rate = (out["bits_base"] + out["bits_s"]).sum() / (height * width)
+    return rate + distortion_weight(model, alpha) * 255.0 ** 2 * mse
+
+
+@contextmanager
+def _frozen(model: RDCModel):
+    """No parameter gradients while refining; the caller's ``requires_grad`` flags come back."""
+    flags = [p.requires_grad for p in model.parameters()]
+    try:
+        for p in model.parameters():
+            p.requires_grad_(False)
+        yield
+    finally:
+        for p, flag in zip(model.parameters(), flags):
+            p.requires_grad_(flag)
+
+
+def refine_latent(model: RDCModel, x: torch.Tensor, y: torch.Tensor, alpha: float, steps: int,
+                  height: int, width: int, lr: float = LEARNING_RATE, seed: int = 0, bf16: bool = False,
+                  progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
+    """``steps`` Adam steps on :func:`refinement_loss` from ``y`` (1, M, h, w); returns the refined
+    latent (same shape, float32, detached). ``steps = 0`` returns ``y`` itself.
+
+    ``progress(step, steps)`` is called after every step. The result depends only on the
+    inputs, ``seed`` and the machine's arithmetic (the global RNG state is left untouched).
+    """
+    if steps < 0:
+        raise ValueError(f"steps must be >= 0, got {steps}")
+    if steps == 0:
+        return y
+    devices = [y.device] if y.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices), _frozen(model), torch.enable_grad():
+        torch.manual_seed(seed)
+        latent = y.detach().float().clone().requires_grad_(True)
+        opt = torch.optim.Adam([latent], lr=lr)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1.0 - i / steps)
+        for step in range(steps):
+            loss = refinement_loss(model, x, latent, alpha, height, width, bf16)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            if progress is not None:
+                progress(step + 1, steps)
+    return latent.detach().contiguous()
