@@ -77,7 +77,7 @@ def load_samples(folder: Path, limit: int) -> list[tuple[Path, int]]:
 
 
 def measure_image(path: Path, label: int, protocol: str, clfs: list[Classifier], seg: Segmenter | None,
-                  codec, name: str, codecs: list[str], uncompressed: bool) -> dict:
+                  codec, name: str, codecs: list[str], uncompressed: bool, refine: int = 0) -> dict:
     """One image's record: for every (curve, setting) the bpp, each classifier's top-5 and the mIoU.
 
     ``{"file", "label", "entries": [[curve, setting, bpp, {classifier: top5}, miou or None], ...]}``
@@ -98,7 +98,7 @@ def measure_image(path: Path, label: int, protocol: str, clfs: list[Classifier],
     if uncompressed:
         add("uncompressed", "original", 24.0, None, crop)
     if codec is not None:
-        for b, a, bpp, dec in code_rdcodec(codec, src, ALPHAS, BETAS):
+        for b, a, bpp, dec in code_rdcodec(codec, src, ALPHAS, BETAS, refine):
             add(f"{name}-beta{b:g}", a, bpp, dec, post(dec))
     for n in codecs:
         for q in SETTINGS[n]:
@@ -173,12 +173,13 @@ def aggregate(folder: Path, protocol: str) -> list[str]:
     return written
 
 
-def code_rdcodec(codec, crop: np.ndarray, alphas, betas):
-    """Yield (beta, alpha, bpp, decoded uint8 image) for the alpha x beta grid."""
+def code_rdcodec(codec, crop: np.ndarray, alphas, betas, refine: int = 0):
+    """Yield (beta, alpha, bpp, decoded uint8 image) for the alpha x beta grid (``refine``: steps
+    of encoder-side latent refinement, :mod:`rdcodec.refine`)."""
     an = codec.analyze(crop)
     pixels = crop.shape[0] * crop.shape[1]
     for a in alphas:
-        c = codec.compress(an, a)
+        c = codec.compress(an, a, refine=refine)
 
         base_bytes = container.base_only_size(c.data)
         for b in betas:
@@ -197,6 +198,8 @@ def main(argv=None) -> None:
     ap.add_argument("--weights", default=None, help="rdcodec weights (default: the registry's default)")
     ap.add_argument("--name", default="rdcodec", help="curve name for --weights ('' for no rdcodec curve)")
     ap.add_argument("--codecs", default="jpeg,webp,hevc", help="classical codecs ('' for none)")
+    ap.add_argument("--refine", type=int, default=0, metavar="STEPS",
+                    help="encode rdcodec with latent refinement of STEPS gradient steps (give it its own --name)")
     ap.add_argument("--uncompressed", action="store_true", help="also measure the original images")
     ap.add_argument("--segmentation", action="store_true",
                     help=f"also record DeepLabV3 segmentation agreement ({SEG_KEY}, %%) against the original")
@@ -238,7 +241,8 @@ def main(argv=None) -> None:
     t0 = time.time()
     with open(records, "a") as f:
         for i, (path, label) in enumerate(todo):
-            rec = measure_image(path, label, args.protocol, clfs, seg, codec, args.name, names, args.uncompressed)
+            rec = measure_image(path, label, args.protocol, clfs, seg, codec, args.name, names, args.uncompressed,
+                                args.refine)
             f.write(json.dumps(rec, separators=(",", ":")) + "\n")
             f.flush()
             if (i + 1) % 20 == 0 or i + 1 == len(todo):

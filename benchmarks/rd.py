@@ -47,12 +47,12 @@ from rdcodec.eval.bjontegaard import bd_table  # noqa: E402
 TRAINED_LEVELS = 6
 
 
-def rdcodec_rows(codec, img: np.ndarray, alphas, jpeg_curve: list[dict]) -> list[dict]:
+def rdcodec_rows(codec, img: np.ndarray, alphas, jpeg_curve: list[dict], refine: int = 0) -> list[dict]:
     px = img.shape[0] * img.shape[1]
     rows = []
     for a in alphas:
         t = time.perf_counter()
-        data = codec.compress(img, float(a), reconstruct=False).data
+        data = codec.compress(img, float(a), reconstruct=False, refine=refine).data
         te = time.perf_counter() - t
         t = time.perf_counter()
         recon, _ = codec.decompress(data)
@@ -159,6 +159,8 @@ def main(argv=None) -> None:
     ap.add_argument("--codecs", default="all", help="classical codecs to run ('all', 'none' or a comma list)")
     ap.add_argument("--weights", default=None)
     ap.add_argument("--limit", type=int, default=0, help="use only the first N images")
+    ap.add_argument("--refine", type=int, default=0, metavar="STEPS",
+                    help="encode with latent refinement of STEPS gradient steps (rdcodec.refine)")
     ap.add_argument("--previous", default="", help="comma list of codecs not run now but read from "
                     "their JSON in --out (an earlier run, same images and settings), or 'all' for every one "
                     "there; marked in summary.json")
@@ -174,7 +176,7 @@ def main(argv=None) -> None:
     per_image, t0 = [], time.time()
     for i, img in enumerate(images):
         jc = [classical.measure(jpeg, img, q, classical.psnr, None) for q in jpeg.settings]
-        rows = rdcodec_rows(codec, img, alphas, jc)
+        rows = rdcodec_rows(codec, img, alphas, jc, args.refine)
         per_image.append(rows)
         print(f"[{i + 1}/{len(images)}] {time.time() - t0:.0f}s  alpha 0: {rows[0]['bpp_beta0']:.3f} bpp "
               f"{rows[0]['beta0']['psnr']:.2f} dB  alpha 1: {rows[-1]['bpp_beta0']:.3f} bpp "
@@ -192,6 +194,7 @@ def main(argv=None) -> None:
         key = f"rdcodec beta={beta}"
         ours[key] = {"name": key, "description": f"rdcodec {rdcodec.__version__}, weights {name}, alpha grid "
                      f"{[round(float(a), 3) for a in alphas]}, real file bytes"
+                     + (f", latent refinement {args.refine} steps" if args.refine else "")
                      + ("" if beta == 0 else "; rate = header + base layer (residual stripped)"),
                      "results": rdcodec_results(per_image, beta)}
         (out / f"rdcodec-beta{beta}.json").write_text(json.dumps(ours[key], indent=1))
