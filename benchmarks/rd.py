@@ -218,7 +218,7 @@ def main(argv=None) -> None:
         else:
             print(f"--previous {cname}: no {path}, skipped")
     summary = {
-        "weights": name, "images": len(images), "alpha": [float(a) for a in alphas],
+        "weights": name, "refine": args.refine, "images": len(images), "alpha": [float(a) for a in alphas],
         "classical_from_earlier_run": sorted(previous),
         "bpp_strictly_increasing_every_image": all(
             all(b["bpp_beta0"] > a["bpp_beta0"] for a, b in zip(rows, rows[1:])) for rows in per_image),

@@ -60,7 +60,8 @@ def report(s: dict, folder: Path) -> str:
     """The README text of the summary ``s`` of ``folder``'s run (its BD table and curves as
     :func:`refresh_summary` left them); draws ``folder/rd.png``."""
     c0, c1 = s["curves"]["rdcodec beta=0"], s["curves"]["rdcodec beta=1"]
-    lines = [f"Weights `{s['weights']}`, {s['images']} images, real file sizes.", "",
+    refine = f", encoder-side latent refinement of {s['refine']} steps" if s.get("refine") else ""
+    lines = [f"Weights `{s['weights']}`{refine}, {s['images']} images, real file sizes.", "",
              "| alpha | bpp (beta=0) | PSNR beta=0 | JPEG PSNR at same bpp | images beating JPEG | "
              "bpp (base only) | PSNR beta=1 |", "|---:|---:|---:|---:|---:|---:|---:|"]
     for j, a in enumerate(s["alpha"]):
@@ -78,7 +79,8 @@ def report(s: dict, folder: Path) -> str:
         else:
             lines.append(f"| {k} | {v['bd_rate_percent']:+.1f}% | {v['bd_psnr_db']:+.2f} dB |")
     worst = max((p["below_line_db"] for p in s["smoothness_beta0"]), default=None)
-    lines += ["", f"Interpolated alpha points: at most {fmt(worst)} dB below the line joining their trained "
+    lines += ["", "Interpolated alpha points: none (every alpha is a trained level)." if worst is None else
+              f"Interpolated alpha points: at most {fmt(worst)} dB below the line joining their trained "
               "neighbours (positive = below)."]
     return "\n".join(lines) + "\n"
 

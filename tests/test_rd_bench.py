@@ -99,3 +99,16 @@ def test_the_report_brings_the_summary_up_to_an_anchor_added_after_the_run(tmp_p
     assert after["bd"]["rdcodec beta=0 vs later-beta0"]["bd_rate_percent"] == pytest.approx(-100 / 11, abs=0.3)
     assert {k: v for k, v in after["bd"].items() if "later" not in k} == before
     assert "later-beta0" in after["curves"] and "| rdcodec beta=0 vs later-beta0 |" in (out / "README.md").read_text()
+
+
+def test_a_refined_run_says_so_in_its_summary_curves_and_readme(tmp_path, example):
+    images, out = tmp_path / "images", tmp_path / "out"
+    images.mkdir()
+    Image.fromarray(example[160:352, 256:512]).save(images / "a.png")
+    rd.main([str(images), "--out", str(out), "--alphas", "6", "--codecs", "none", "--refine", "3"])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["refine"] == 3 and summary["smoothness_beta0"] == []
+    assert "latent refinement 3 steps" in json.loads((out / "rdcodec-beta0.json").read_text())["description"]
+    text = (out / "README.md").read_text()
+    assert "encoder-side latent refinement of 3 steps" in text
+    assert "Interpolated alpha points: none (every alpha is a trained level)." in text
