@@ -8,7 +8,7 @@ Registered on ``import rdcodec``, like Pillow's own format plugins (magic-byte `
     >>> im = Image.open("photo.rdc")   # header only: size and mode are known, nothing decoded
     >>> im.beta = 1.0                   # optional, before load(); default 0 like the CLI
     >>> im.load()
-    >>> im.save("copy.rdc", alpha=0.3, residual=True)
+    >>> im.save("copy.rdc", alpha=0.3, residual=True)              # refine=50: slower, better file
 
 Decoding honours ``im.beta`` (and ``im.weights``, a weights path, default the shipped ones).
 """
@@ -81,7 +81,7 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
 
     opts = im.encoderinfo
     data = encode(im, alpha=float(opts.get("alpha", 0.5)), residual=bool(opts.get("residual", True)),
-                  weights=opts.get("weights"))
+                  weights=opts.get("weights"), refine=int(opts.get("refine", 0)))
     fp.write(data)
 
 

@@ -32,6 +32,8 @@ def test_save_and_reopen(tmp_path, crop):
     assert Image.open(p).size == (192, 128)
     Image.fromarray(crop).save(tmp_path / "b.rdc", residual=False)
     assert rdcodec.info((tmp_path / "b.rdc").read_bytes())["layers"]["residual"] == 0
+    Image.fromarray(crop).save(tmp_path / "r.rdc", alpha=0.2, refine=3)
+    assert (tmp_path / "r.rdc").read_bytes() == rdcodec.encode(crop, 0.2, refine=3) != p.read_bytes()
 
 
 def test_registration():
