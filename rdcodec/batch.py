@@ -1,8 +1,9 @@
 """Many files at once: ``rdcodec encode *.png -o outdir/`` and ``rdcodec decode *.rdc -o outdir/``.
 
 Each file is coded exactly as it would be alone (same function, same bytes: the codec's
-output does not depend on thread count or process), in a pool of worker processes that
-split the cores between them. A file that fails is reported and skipped; the others go on.
+output does not depend on thread count or process; except with latent refinement, whose
+gradient steps do, ``docs/robustness.md``), in a pool of worker processes that split the
+cores between them. A file that fails is reported and skipped; the others go on.
 
     >>> jobs = plan("encode", ["a.png", "b.png"], "out/")        # doctest: +SKIP
     >>> run("encode", jobs, {"alpha": 0.5}, workers=2)           # doctest: +SKIP

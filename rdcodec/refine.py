@@ -18,7 +18,9 @@ et al. 2019 (*Content adaptive optimization for neural image compression*) and Y
 Only the encoder changes: the refined ``y`` is coded exactly like ``g_a(x)`` would be, so
 every rdcodec decoder reads the file, and the file format is unchanged. It costs about one
 synthesis forward + backward per step (``docs/model.md`` has the measured times and gains).
-Runs are reproducible: the noise comes from a fixed seed, with the caller's RNG state kept.
+Runs are reproducible at a given thread count: the noise comes from a fixed seed, with the
+caller's RNG state kept. Unlike the plain encoder's, the bytes can change with the thread count
+(the gradient steps carry its rounding into ``y``); every such file decodes exactly.
 """
 
 from __future__ import annotations
