@@ -230,7 +230,7 @@ class Codec:
         if tiling.is_tiled(h + (-h % PAD), w + (-w % PAD)):
             raise RdcError(f"latent refinement works on images up to {tiling.MIN_TILED_PIXELS} pixels "
                            f"(after padding to a multiple of {PAD}); this one is {w}x{h}: encode it without it")
-        y = refine_latent(self.m.model, self._padded(an.image), an.y, alpha, steps, h, w,
+        y = refine_latent(self.m.model, self._padded(an.image), an.y, alpha, self.m.gains(alpha), steps, h, w,
                           bf16=self.m.bf16, progress=progress)
         return Analysis(y, h, w, an.image)
 

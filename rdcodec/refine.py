@@ -34,6 +34,9 @@ import torch
 from .model.gain import LAMBDAS, alpha_to_position
 from .model.rdc import RDCModel
 
+#: {"y" | "z" | "s": (gain, inverse gain)}, each (1, C, 1, 1)
+Gains = dict[str, tuple[torch.Tensor, torch.Tensor]]
+
 #: Adam's initial step size on ``y`` (the latent's values are O(1) to O(10)). On kodim05 at
 #: alpha 0.4 with 50 steps, 0.01 and 0.02 gave +0.24 and +0.20 dB at equal rate (``docs/model.md``).
 LEARNING_RATE = 0.01
@@ -47,20 +50,19 @@ def distortion_weight(model: RDCModel, alpha: float) -> float:
     return lam * model.config.base_lambda_scale
 
 
-def refinement_loss(model: RDCModel, x: torch.Tensor, y: torch.Tensor, alpha: float,
+def refinement_loss(model: RDCModel, x: torch.Tensor, y: torch.Tensor, gains: Gains, lam: float,
                     height: int, width: int, bf16: bool = False) -> torch.Tensor:
     """``L(y)`` of the module docstring for a padded image ``x`` (1, 3, Hp, Wp) in [0, 1] whose
-    top-left ``height x width`` pixels are the image, and a latent ``y`` (1, M, Hp/16, Wp/16).
+    top-left ``height x width`` pixels are the image, and a latent ``y`` (1, M, Hp/16, Wp/16),
+    with the (gain, inverse gain) pairs of y, z and s and ``lam`` = :func:`distortion_weight` for alpha.
     Differentiable with respect to ``y``; the transforms run under bf16 autocast when ``bf16``."""
-    gains = {name: tuple(t.to(y.device) for t in unit.at_alpha(alpha))
-             for name, unit in (("y", model.gain_y), ("z", model.gain_z), ("s", model.gain_s))}
     with torch.autocast(y.device.type, dtype=torch.bfloat16, enabled=bf16):
         base = model.base_from_latent(y, gains["y"], gains["z"], noise=True)
         out = model.residual_from_base(base, gains["s"], noise=True)
     x_bar = (out["x_hat_1"].float() + out["r"].float())[..., :height, :width]
     mse = (x_bar - x[..., :height, :width]).square().mean()
     rate = (out["bits_base"] + out["bits_s"]).sum() / (height * width)
-    return rate + distortion_weight(model, alpha) * 255.0 ** 2 * mse
+    return rate + lam * 255.0 ** 2 * mse
 
 
 @contextmanager
@@ -76,11 +78,12 @@ def _frozen(model: RDCModel):
             p.requires_grad_(flag)
 
 
-def refine_latent(model: RDCModel, x: torch.Tensor, y: torch.Tensor, alpha: float, steps: int,
+def refine_latent(model: RDCModel, x: torch.Tensor, y: torch.Tensor, alpha: float, gains: Gains, steps: int,
                   height: int, width: int, lr: float = LEARNING_RATE, seed: int = 0, bf16: bool = False,
                   progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
     """``steps`` Adam steps on :func:`refinement_loss` from ``y`` (1, M, h, w); returns the refined
-    latent (same shape, float32, detached). ``steps = 0`` returns ``y`` itself.
+    latent (same shape, float32, detached). ``steps = 0`` returns ``y`` itself. ``gains`` are
+    alpha's interpolated gains on ``y``'s device (:meth:`rdcodec.model.rdc.CodingModel.gains`).
 
     ``progress(step, steps)`` is called after every step. The result depends only on the
     inputs, ``seed`` and the machine's arithmetic (the global RNG state is left untouched).
@@ -95,8 +98,9 @@ def refine_latent(model: RDCModel, x: torch.Tensor, y: torch.Tensor, alpha: floa
         latent = y.detach().float().clone().requires_grad_(True)
         opt = torch.optim.Adam([latent], lr=lr)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1.0 - i / steps)
+        lam = distortion_weight(model, alpha)
         for step in range(steps):
-            loss = refinement_loss(model, x, latent, alpha, height, width, bf16)
+            loss = refinement_loss(model, x, latent, gains, lam, height, width, bf16)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

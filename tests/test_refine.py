@@ -39,7 +39,7 @@ def test_distortion_weight_follows_the_trained_levels(codec):
 def test_zero_steps_is_the_plain_encoder(codec, crop):
     assert codec.compress(crop, 0.4, refine=0).data == codec.compress(crop, 0.4).data
     an = codec.analyze(crop)
-    assert refine_latent(codec.m.model, codec._padded(crop), an.y, 0.4, 0, *crop.shape[:2]) is an.y
+    assert refine_latent(codec.m.model, codec._padded(crop), an.y, 0.4, codec.m.gains(0.4), 0, *crop.shape[:2]) is an.y
 
 
 @pytest.mark.parametrize("alpha", [0.2, 0.8])
