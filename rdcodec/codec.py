@@ -203,7 +203,7 @@ class Codec:
         ``g_a`` tile by tile (:mod:`rdcodec.model.tiling`).
         """
         h, w = image.shape[:2]
-        if tiling.is_tiled(h + (-h % PAD), w + (-w % PAD)):
+        if _tiled(h, w):
             padded = np.pad(image, ((0, -h % PAD), (0, -w % PAD), (0, 0)), mode="edge")
             return Analysis(tiling.analysis(self.m.g_a, padded, self.m.device), h, w, image)
         return Analysis(self.m.g_a(self._padded(image)).contiguous(), h, w, image)  # decoder-side layout
@@ -227,7 +227,7 @@ class Codec:
         if an.image is None:
             raise ValueError("latent refinement needs the original image, not only its analysis")
         h, w = an.height, an.width
-        if tiling.is_tiled(h + (-h % PAD), w + (-w % PAD)):
+        if _tiled(h, w):
             raise RdcError(f"latent refinement works on images up to {tiling.MIN_TILED_PIXELS} pixels "
                            f"(after padding to a multiple of {PAD}); this one is {w}x{h}: encode it without it")
         y = refine_latent(self.m.model, self._padded(an.image), an.y, alpha, self.m.gains(alpha), steps, h, w,
@@ -402,6 +402,11 @@ class Codec:
                 s_hat = self._s_hat(s_sym, s_mu, igs)
         x_hat_1, r = self._reconstruct(y_hat, s_hat, h, w, clock)
         return Reconstruction(x_hat_1, r), notes
+
+
+def _tiled(h: int, w: int) -> bool:
+    """Whether an h x w image runs its transforms tile by tile (sizes after padding to ``PAD``)."""
+    return tiling.is_tiled(h + (-h % PAD), w + (-w % PAD))
 
 
 def _pass_model(anchor: torch.Tensor, phase: int, means: torch.Tensor, scales: torch.Tensor):
