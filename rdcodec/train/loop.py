@@ -8,6 +8,11 @@ stage I, Eq. 7): the base codec again, loss ``bpp + lambda_n * C + lambda_local 
 with C the contrastive loss of :mod:`.cognition`; ``--mse-anchor mu`` adds
 ``mu_n * base_lambda_n * 255^2 * MSE`` (0 = the paper's loss; one mu, or one per level n) and
 ``--feature-weight nu`` adds ``nu_n * D_feat``, the backbone's feature distance (:mod:`.cognition`).
+Stage ``encoder`` (not in the paper): everything frozen but the encoder-only modules ``g_a`` and
+``h_a``, loss the beta = 0 rate-distortion ``(R_z + R_y + R_s) / px + lambda_n * 255^2 * MSE(x, x_hat_1 + r)``
+with ``lambda_n`` the base codec's: the amortized form of the encoder's latent refinement
+(:mod:`rdcodec.refine`). The decoder and every entropy model stay bit for bit as they were, so
+files from the new encoder decode with the old weights' decoder.
 Stage ``context`` (not in the paper, :mod:`.context`): everything frozen but the context model (and
 with ``--hyper-lr`` the hyper path), loss the rate of ``y`` (plus ``z``) on cached latents, ``alpha``
 drawn continuously.
@@ -24,6 +29,7 @@ resumed still ends its schedule on time. Checkpoints (``last.pt``) are written e
     python -m rdcodec.train --stage base --budget-minutes 80 --out runs/base
     python -m rdcodec.train --stage cognition --init runs/base/last.pt --out runs/cog
     python -m rdcodec.train --stage residual --init runs/cog/last.pt --out runs/res
+    python -m rdcodec.train --stage encoder --context space-channel --init weights/rdc-v19.safetensors --out runs/enc
     python -m rdcodec.train --stage context --context checkerboard --init weights/rdc-v7b.safetensors --out runs/ctx
     python -m rdcodec.train --config scripts/configs/v3-cognition.toml
 """
@@ -48,7 +54,11 @@ BASE_PREFIXES = ("g_a.", "g_s.", "h_a.", "h_s.", "gain_y.", "gain_z.", "entropy_
                  "channel_context.")
 
 
-STAGES = ("base", "cognition", "residual", "context")
+#: The modules only the encoder runs (``z = h_a(y * G_y)`` is coded, ``h_a`` itself is not needed to
+#: decode): what stage ``encoder`` trains.
+ENCODER_PREFIXES = ("g_a.", "h_a.")
+
+STAGES = ("base", "cognition", "residual", "context", "encoder")
 
 #: Longest wall time one step may add to the budget clock: a run paused with SIGSTOP (to time a
 #: benchmark on the same cores) resumes where its learning-rate schedule left off.
@@ -314,8 +324,10 @@ def main(argv=None) -> None:
     if args.stage in ("base", "cognition"):
         params = [p for n, p in model.named_parameters() if is_base_param(n) and not n.endswith("quantiles")]
     else:
+        trains = (lambda n: n.startswith(ENCODER_PREFIXES)) if args.stage == "encoder" else (
+            lambda n: not is_base_param(n))
         for n, p in model.named_parameters():
-            p.requires_grad_(not is_base_param(n))
+            p.requires_grad_(trains(n))
         params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=args.lr)
     step, elapsed = 0, 0.0
@@ -343,7 +355,7 @@ def main(argv=None) -> None:
 
     def evaluate() -> None:
         t0 = time.time()
-        rec = quick_eval(model, eval_images, residual=args.stage == "residual")
+        rec = quick_eval(model, eval_images, residual=args.stage in ("residual", "encoder"))
         rec = {"event": "eval", "step": step, "elapsed_min": round(elapsed / 60, 2), **rec,
                "eval_s": round(time.time() - t0, 1)}
         log.write(json.dumps(rec) + "\n")
@@ -359,6 +371,11 @@ def main(argv=None) -> None:
             if args.stage in ("base", "cognition"):
                 o = model.forward_base(x, idx)
                 x_hat, bpp = o["x_hat"].float(), (o["bits_y"] + o["bits_z"]) / pixels
+                lam = model.base_lambda(idx)
+            elif args.stage == "encoder":  # gradients through the frozen decoder into g_a and h_a
+                base = model.forward_base(x, idx)
+                o = model.residual_from_base(base, model.gain_s.at_levels(idx))
+                x_hat, bpp = (o["x_hat_1"] + o["r"]).float(), (o["bits_base"] + o["bits_s"]) / pixels
                 lam = model.base_lambda(idx)
             else:
                 o = model.forward_residual(x, idx)
