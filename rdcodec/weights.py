@@ -5,10 +5,18 @@ float32), the coding table ``tables.z_pmf`` and a JSON ``config`` in its metadat
 identity is its SHA-256; the first 4 bytes of it (``weights_id``) are written into every
 .rdc file, so a file made with other weights is refused by name instead of decoding
 into noise.
+
+*Encoder weights* (:func:`export_encoder`) hold only the modules the encoder runs (``g_a``,
+``h_a``) and name, in their metadata, the full weights whose decoder they were trained for
+(``decoder``, ``decoder_sha256``). They load as that model with its encoder replaced, and
+the files they make carry the *decoder's* ``weights_id``: every rdcodec that has the decoder
+weights reads them, and nothing about the file format changes.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import hashlib
 import json
 import os
@@ -40,15 +48,24 @@ def _registry() -> tuple[Path, dict]:
     raise WeightsError("no shipped weights found (weights/registry.json); pass --weights PATH")
 
 
+#: The modules only the encoder runs (``z = h_a(y * G_y)`` is coded; decoding needs neither): what
+#: an encoder weights file holds.
+ENCODER_PREFIXES = ("g_a.", "h_a.")
+
+
 @dataclass(frozen=True)
 class WeightsInfo:
     name: str
     path: Path
     sha256: str
+    #: for encoder weights (as :func:`load` returns them): the full weights whose decoder they use
+    decoder: WeightsInfo | None = None
 
     @property
     def weights_id(self) -> int:
-        return int.from_bytes(bytes.fromhex(self.sha256[:8]), "little")
+        """The id written into files: the decoder's, so encoder weights make files for it."""
+        sha = self.decoder.sha256 if self.decoder is not None else self.sha256
+        return int.from_bytes(bytes.fromhex(sha[:8]), "little")
 
 
 def sha256_file(path: Path) -> str:
@@ -88,12 +105,14 @@ def resolve(path: str | Path | None = None) -> WeightsInfo:
 
 
 def known_weights() -> dict[int, str]:
-    """weights_id -> name for every registered weights file."""
+    """weights_id -> name for every registered full weights file (the ids files can carry; encoder
+    weights make files with their decoder's id)."""
     try:
         _, reg = _registry()
     except WeightsError:
         return {}
-    return {int.from_bytes(bytes.fromhex(e["sha256"][:8]), "little"): n for n, e in reg["weights"].items()}
+    return {int.from_bytes(bytes.fromhex(e["sha256"][:8]), "little"): n for n, e in reg["weights"].items()
+            if "decoder" not in e}
 
 
 _CONSTANT_BUFFERS = ("pedestal", "lower_bound.bound")  # GDN constants: not stored
@@ -120,6 +139,8 @@ def load(path: str | Path | None = None) -> tuple[RDCModel, torch.Tensor, Weight
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:  # safetensors raises its own error types for damaged files
         raise WeightsError(f"cannot read weights {info.path.name}: {e}") from None
+    if "decoder" in meta:
+        return _with_encoder(info, meta, tensors)
     try:
         config = ModelConfig(**json.loads(meta["config"]))
         z_pmf = tensors.pop("tables.z_pmf").double()
@@ -127,6 +148,22 @@ def load(path: str | Path | None = None) -> tuple[RDCModel, torch.Tensor, Weight
     except (KeyError, RuntimeError, TypeError, ValueError) as e:
         raise WeightsError(f"weights {info.path.name} do not fit this rdcodec: {e}") from None
     return model.eval(), z_pmf, info
+
+
+def _with_encoder(info: WeightsInfo, meta: dict[str, str],
+                  tensors: dict[str, torch.Tensor]) -> tuple[RDCModel, torch.Tensor, WeightsInfo]:
+    """Encoder weights: their decoder's model (verified by its SHA-256) with ``g_a``/``h_a`` replaced."""
+    base_model, z_pmf, base = load(meta["decoder"])
+    if base.sha256 != meta.get("decoder_sha256") or base.decoder is not None:
+        raise WeightsError(f"encoder weights {info.path.name} were made for {meta['decoder']} "
+                           f"({meta.get('decoder_sha256', '?')[:8]}), but {base.path.name} is another file "
+                           f"({base.sha256[:8]})")
+    model = copy.deepcopy(base_model)  # the loaded decoder model is cached and shared
+    expected = {k for k in model.state_dict() if k.startswith(ENCODER_PREFIXES) and not k.endswith(_CONSTANT_BUFFERS)}
+    if set(tensors) != expected or json.loads(meta.get("config", "{}")) != model.config.to_dict():
+        raise WeightsError(f"encoder weights {info.path.name} do not fit {base.name}'s model")
+    model.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=False)
+    return model.eval(), z_pmf, dataclasses.replace(info, decoder=base)
 
 
 def export(model: RDCModel, path: Path, metadata: dict[str, str] | None = None) -> str:
@@ -145,6 +182,35 @@ def export(model: RDCModel, path: Path, metadata: dict[str, str] | None = None) 
     rounded = _model_from(model.config, state)
     state["tables.z_pmf"] = z_pmf_table(rounded, Z_RANGE).to(torch.float32)
     meta = {"config": json.dumps(model.config.to_dict()), **(metadata or {})}
+    data = save(state, metadata=meta)
+    write_atomic(str(path), lambda f: f.write(data), force=True)
+    return sha256_file(path)
+
+
+def export_encoder(model: RDCModel, path: Path, decoder: str | Path,
+                   metadata: dict[str, str] | None = None) -> str:
+    """Write ``model``'s encoder (``g_a``, ``h_a``) as encoder weights for the full weights ``decoder``
+    (a shipped name or a file); returns the SHA-256. Every other tensor of ``model`` must be the
+    decoder weights' own, as stored: otherwise the files would not decode as they were encoded,
+    and nothing is written."""
+    from safetensors.torch import save
+
+    base_model, _, base = load(decoder)
+    if base.decoder is not None:
+        raise WeightsError(f"{base.name} are encoder weights themselves; name full weights as the decoder")
+    if model.config != base_model.config:
+        raise WeightsError(f"the model's config is not {base.name}'s: {model.config} against {base_model.config}")
+    ref = base_model.state_dict()
+    state = {}
+    for k, v in model.state_dict().items():
+        if k.endswith(_CONSTANT_BUFFERS):
+            continue
+        if k.startswith(ENCODER_PREFIXES):
+            state[k] = v.detach().to(torch.float16).contiguous()
+        elif not torch.equal(v.detach().to(torch.float16).to(ref[k].dtype), ref[k]):
+            raise WeightsError(f"{k} is not {base.name}'s: these are not an encoder for that decoder")
+    meta = {"config": json.dumps(model.config.to_dict()), "decoder": base.name,
+            "decoder_sha256": base.sha256, **(metadata or {})}
     data = save(state, metadata=meta)
     write_atomic(str(path), lambda f: f.write(data), force=True)
     return sha256_file(path)

@@ -1,8 +1,12 @@
 """Export a training checkpoint as shipped weights and register it.
 
     python -m rdcodec.train.export runs/res1/last.pt --name rdc-mse-v1 [--default]
+    python -m rdcodec.train.export runs/enc22/last.pt --name rdc-v22 --decoder rdc-v19
 
-Writes ``weights/NAME.safetensors`` and records its SHA-256 in ``weights/registry.json``.
+Writes ``weights/NAME.safetensors`` and records its SHA-256 in ``weights/registry.json``. With
+``--decoder`` (a stage ``encoder`` checkpoint) it writes encoder weights: only ``g_a`` and ``h_a``,
+for the registered full weights named there, whose decoder every other tensor must equal
+(``rdcodec.weights.export_encoder``); the registry entry records the decoder.
 The model card (``weights/NAME.md``) is written by hand from measured results.
 """
 
@@ -16,7 +20,7 @@ import torch
 
 from ..fileio import write_atomic
 from ..model.rdc import RDCModel
-from ..weights import export
+from ..weights import export, export_encoder, resolve
 from .loop import load_matching, model_config
 
 WEIGHTS = Path(__file__).resolve().parents[2] / "weights"
@@ -28,6 +32,7 @@ def main(argv=None) -> None:
     ap.add_argument("--name", required=True)
     ap.add_argument("--default", action="store_true", help="make it the default weights")
     ap.add_argument("--out-dir", default=str(WEIGHTS))
+    ap.add_argument("--decoder", help="write encoder weights (g_a, h_a only) for these full weights")
     args = ap.parse_args(argv)
     state = torch.load(args.checkpoint, weights_only=False)
     # the model as trained (a stage II run may set --residual-lambda-factor, --rrn-blocks)
@@ -39,11 +44,16 @@ def main(argv=None) -> None:
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{args.name}.safetensors"
-    digest = export(model, path, {"name": args.name, "step": str(state.get("step", 0)),
-                                  "stage": str(state.get("stage", ""))})
+    meta = {"name": args.name, "step": str(state.get("step", 0)), "stage": str(state.get("stage", ""))}
+    if args.decoder:
+        digest = export_encoder(model, path, args.decoder, meta)
+    else:
+        digest = export(model, path, meta)
     reg_path = out_dir / "registry.json"
     reg = json.loads(reg_path.read_text()) if reg_path.exists() else {"default": args.name, "weights": {}}
     reg["weights"][args.name] = {"file": path.name, "sha256": digest}
+    if args.decoder:
+        reg["weights"][args.name]["decoder"] = resolve(args.decoder).name
     if args.default or len(reg["weights"]) == 1:
         reg["default"] = args.name
     text = (json.dumps(reg, indent=2) + "\n").encode()
