@@ -205,7 +205,8 @@ class Codec:
         h, w = image.shape[:2]
         if _tiled(h, w):
             padded = np.pad(image, ((0, -h % PAD), (0, -w % PAD), (0, 0)), mode="edge")
-            return Analysis(tiling.analysis(self.m.g_a, padded, self.m.device), h, w, image)
+            y = tiling.analysis(self.m.g_a, padded, self.m.device, self.m.model.config.encoder_blocks)
+            return Analysis(y, h, w, image)
         return Analysis(self.m.g_a(self._padded(image)).contiguous(), h, w, image)  # decoder-side layout
 
     def _padded(self, image: np.ndarray) -> torch.Tensor:

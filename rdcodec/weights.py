@@ -15,7 +15,6 @@ weights reads them, and nothing about the file format changes.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import hashlib
 import json
@@ -52,6 +51,14 @@ def _registry() -> tuple[Path, dict]:
 #: an encoder weights file holds.
 ENCODER_PREFIXES = ("g_a.", "h_a.")
 
+#: The config fields only the encoder uses: encoder weights may set them unlike their decoder's.
+ENCODER_FIELDS = ("encoder_blocks",)
+
+
+def same_decoder(a: ModelConfig, b: ModelConfig) -> bool:
+    """Whether two model configs describe the same decoder (they differ at most in :data:`ENCODER_FIELDS`)."""
+    return dataclasses.replace(a, **{f: getattr(b, f) for f in ENCODER_FIELDS}) == b
+
 
 @dataclass(frozen=True)
 class WeightsInfo:
@@ -78,7 +85,8 @@ def sha256_file(path: Path) -> str:
 
 def resolve(path: str | Path | None = None) -> WeightsInfo:
     """Find the weights to use (a file, the name of shipped weights, or None: $RDCODEC_WEIGHTS or the
-    default) and verify them against the registry when they are shipped."""
+    default) and verify them against the registry when they are shipped. This is the file's own
+    identity: for encoder weights, :func:`load` adds the decoder (and so the ``weights_id`` files get)."""
     path = path or os.environ.get(ENV_VAR)
     try:
         root, reg = _registry()
@@ -158,12 +166,21 @@ def _with_encoder(info: WeightsInfo, meta: dict[str, str],
         raise WeightsError(f"encoder weights {info.path.name} were made for {meta['decoder']} "
                            f"({meta.get('decoder_sha256', '?')[:8]}), but {base.path.name} is another file "
                            f"({base.sha256[:8]})")
-    model = copy.deepcopy(base_model)  # the loaded decoder model is cached and shared
-    expected = {k for k in model.state_dict() if k.startswith(ENCODER_PREFIXES) and not k.endswith(_CONSTANT_BUFFERS)}
-    if set(tensors) != expected or json.loads(meta.get("config", "{}")) != model.config.to_dict():
+    try:
+        config = ModelConfig(**json.loads(meta.get("config", "{}")))
+    except (TypeError, ValueError) as e:
+        raise WeightsError(f"encoder weights {info.path.name} do not fit this rdcodec: {e}") from None
+    if not same_decoder(config, base_model.config):
         raise WeightsError(f"encoder weights {info.path.name} do not fit {base.name}'s model")
-    model.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=False)
+    model = RDCModel(config)  # the decoder's tensors (the loaded decoder model is cached and shared) ...
+    model.load_state_dict({k: v for k, v in base_model.state_dict().items() if not k.startswith(ENCODER_PREFIXES)},
+                          strict=False)
+    expected = {k for k in model.state_dict() if k.startswith(ENCODER_PREFIXES) and not k.endswith(_CONSTANT_BUFFERS)}
+    if set(tensors) != expected:
+        raise WeightsError(f"encoder weights {info.path.name} do not fit {base.name}'s model")
+    model.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=False)  # ... and the encoder's
     return model.eval(), z_pmf, dataclasses.replace(info, decoder=base)
+
 
 
 def export(model: RDCModel, path: Path, metadata: dict[str, str] | None = None) -> str:
@@ -198,8 +215,9 @@ def export_encoder(model: RDCModel, path: Path, decoder: str | Path,
     base_model, _, base = load(decoder)
     if base.decoder is not None:
         raise WeightsError(f"{base.name} are encoder weights themselves; name full weights as the decoder")
-    if model.config != base_model.config:
-        raise WeightsError(f"the model's config is not {base.name}'s: {model.config} against {base_model.config}")
+    if not same_decoder(model.config, base_model.config):
+        raise WeightsError(f"the model's decoder config is not {base.name}'s: {model.config} against "
+                           f"{base_model.config}")
     ref = base_model.state_dict()
     state = {}
     for k, v in model.state_dict().items():

@@ -136,9 +136,37 @@ def test_refinement_blocks_need_their_wider_halo(blocky, untiled, forced, monkey
     assert short > 1e-5 and short > 5 * right, (short, right)
 
 
+def test_analysis_halo_follows_the_receptive_field():
+    assert tiling.analysis_halo(0) == tiling.HALO == 2  # as derived by hand
+    assert [tiling.analysis_halo(b) for b in (1, 2, 3)] == [4, 5, 7]
+
+
+def test_codec_tiles_an_analysis_with_encoder_blocks_with_its_wider_halo(codec, image, monkeypatch):
+    """g_a with refinement blocks (from the model config, through ``Codec``): a tiled analysis
+    equals the untiled one, and the no-block halo would not."""
+    from rdcodec.codec import Codec
+    from rdcodec.model.rdc import CodingModel, ModelConfig, RDCModel
+    from rdcodec.train.loop import load_matching
+
+    m = RDCModel(ModelConfig(**{**codec.m.model.config.to_dict(), "encoder_blocks": 1}))
+    load_matching(m, codec.m.model.state_dict())
+    gen = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for p in m.g_a.refine.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.05)
+    bc = Codec(CodingModel(m.eval(), torch.from_numpy(codec.m.z_pmf)), 7, "deep")
+    ref = bc.analyze(image).y
+    _force(monkeypatch)
+    y = bc.analyze(image).y
+    assert (ref - codec.analyze(image).y).abs().max() > 0.1  # the blocks do something
+    assert torch.allclose(y, ref, rtol=0, atol=1e-4), (y - ref).abs().max()
+    monkeypatch.setattr(tiling, "analysis_halo", lambda blocks: tiling.HALO)
+    assert (bc.analyze(image).y - ref).abs().max() > 1e-3
+
+
 def test_halo_below_the_receptive_field_is_wrong(codec, image, untiled, forced, monkeypatch):
     """The halo is not larger than it must be: one latent position less changes the result."""
-    monkeypatch.setattr(tiling, "HALO", tiling.HALO - 1)
+    monkeypatch.setattr(tiling, "analysis_halo", lambda blocks: tiling.HALO - 1)
     assert (codec.analyze(image).y - untiled[0].y).abs().max() > 1e-2
 
 

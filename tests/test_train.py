@@ -300,9 +300,11 @@ def test_new_refinement_blocks_start_as_the_identity(codec):
     assert wide.rrn.refine[0][0].body[2].weight.grad.abs().max() > 0
 
 
-def test_an_encoder_run_trains_g_a_and_h_a_and_leaves_the_decoder_bit_for_bit(tmp_path):
+@pytest.mark.parametrize("blocks", [0, 1])
+def test_an_encoder_run_trains_g_a_and_h_a_and_leaves_the_decoder_bit_for_bit(tmp_path, blocks):
     """Stage ``encoder``: only the encoder-only modules move, so files made with the new ``g_a``/``h_a``
-    decode with the old decoder; the in-loop evaluation reports the beta = 0 side as well."""
+    decode with the old decoder; the in-loop evaluation reports the beta = 0 side as well. With
+    ``--encoder-blocks`` the new blocks (absent from the init) train too."""
     torch.manual_seed(0)
     init = tmp_path / "init.pt"
     torch.save({"model": RDCModel(ModelConfig()).state_dict()}, init)
@@ -310,12 +312,16 @@ def test_an_encoder_run_trains_g_a_and_h_a_and_leaves_the_decoder_bit_for_bit(tm
     loop.main(["--stage", "encoder", "--init", str(init), "--data", str(EXAMPLE.parent),
                "--cache", str(tmp_path / "crops.pt"), "--n-crops", "4", "--crop", "64", "--batch", "2",
                "--lr", "1e-3", "--budget-minutes", "0.1", "--log-every", "1", "--eval-every", "1000",
-               "--eval-dir", str(EXAMPLE.parent), "--eval-images", "1", "--out", str(out)])
+               "--eval-dir", str(EXAMPLE.parent), "--eval-images", "1", "--out", str(out),
+               "--encoder-blocks", str(blocks)])
     before = torch.load(init, weights_only=False)["model"]
     after = torch.load(out / "last.pt", weights_only=False)["model"]
     moved = sorted(k for k in before if not torch.equal(before[k], after[k]))
     assert moved and all(k.startswith(loop.ENCODER_PREFIXES) for k in moved)
     assert any(k.startswith("g_a.") for k in moved) and any(k.startswith("h_a.") for k in moved)
+    new = [k for k in after if k not in before]
+    assert all(k.startswith("g_a.refine.") for k in new) and len(new) == 8 * blocks  # 2 scales x 2 convs
+    assert all(after[k].abs().max() > 0 for k in new if k.endswith("body.2.weight"))  # left zero, learnt
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     steps = [r for r in records if "loss" in r]
     assert steps and all(r["bpp"] > 0 and r["mse"] > 0 for r in steps)

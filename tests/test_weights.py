@@ -117,3 +117,59 @@ def test_export_of_an_encoder_checkpoint_registers_its_decoder(tmp_path, encoder
     model, _, info = weights.load(tmp_path / "w" / "t-enc.safetensors")
     assert info.decoder.name == DECODER and info.sha256 == entry["sha256"]
     assert all(torch.equal(v, weights.load(encoder_file[0])[0].state_dict()[k]) for k, v in model.state_dict().items())
+
+
+def _deeper(blocks: int, seed: int = 0):
+    """rdc-v19 with ``blocks`` refinement blocks per scale in g_a, at random (nonzero) values."""
+    from rdcodec.model.rdc import ModelConfig, RDCModel
+    from rdcodec.train.loop import load_matching
+
+    base = weights.load(DECODER)[0]
+    model = RDCModel(ModelConfig(**{**base.config.to_dict(), "encoder_blocks": blocks}))
+    assert load_matching(model, base.state_dict()) == sorted(k for k in model.state_dict() if ".refine." in k)
+    return model.eval(), base
+
+
+def test_encoder_blocks_start_as_the_identity_and_can_learn(crop):
+    model, base = _deeper(2)
+    x = torch.from_numpy(crop[:64, :64]).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        assert torch.equal(model.g_a(x), base.g_a(x))
+    model.train()
+    model.g_a(x).square().mean().backward()
+    assert model.g_a.refine[0][0].body[2].weight.grad.abs().max() > 0
+
+
+def test_deeper_encoder_weights_make_files_for_the_same_decoder(tmp_path, crop):
+    """g_a with refinement blocks is an encoder-only change: its weights name rdc-v19 as their
+    decoder, and rdc-v19 decodes their files exactly as they decode them themselves."""
+    model, _ = _deeper(1)
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for p in model.g_a.refine.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.02)
+    path = tmp_path / "deep.safetensors"
+    weights.export_encoder(model, path, DECODER)
+    loaded, _, info = weights.load(path)
+    assert loaded.config.encoder_blocks == 1 and info.decoder.name == DECODER
+    enc = api.get_codec(str(path))
+    data = enc.compress(crop, 0.5).data
+    assert container.parse_header(data).weights_id == weights.resolve(DECODER).weights_id
+    a, b = api.get_codec(DECODER).decompress(data)[0], enc.decompress(data)[0]
+    assert np.array_equal(a.render(0.0), b.render(0.0))
+    assert data != api.get_codec(DECODER).compress(crop, 0.5).data
+
+
+def test_an_encoder_whose_decoder_config_differs_is_refused(tmp_path):
+    from rdcodec.model.rdc import ModelConfig, RDCModel
+    from rdcodec.train.loop import load_matching
+
+    base = weights.load(DECODER)[0]
+    model = RDCModel(ModelConfig(**{**base.config.to_dict(), "rrn_blocks": 1}))
+    load_matching(model, base.state_dict())
+    path = tmp_path / "other.safetensors"
+    with pytest.raises(WeightsError, match="decoder config is not rdc-v19's"):
+        weights.export_encoder(model, path, DECODER)
+    assert not path.exists()
+    assert weights.same_decoder(ModelConfig(encoder_blocks=3), ModelConfig())
+    assert not weights.same_decoder(ModelConfig(rrn_blocks=1), ModelConfig())

@@ -53,6 +53,9 @@ class ModelConfig:
     residual_lambda_factor: float = 2.0
     # RefineBlocks after each upsampling of the residual reconstruction (0 = the paper's).
     rrn_blocks: int = 0
+    # RefineBlocks at H/4 and at H/8 of the analysis g_a (0 = the paper's). Encoder only: files
+    # made with any number decode with the same decoder (encoder weights, rdcodec.weights).
+    encoder_blocks: int = 0
     # Entropy model of y: "hyperprior" (the paper's), "checkerboard" (+ :mod:`.context`) or
     # "space-channel" (the checkerboard + channel groups, :mod:`.channel`).
     context: str = "hyperprior"
@@ -80,7 +83,7 @@ class RDCModel(nn.Module):
         super().__init__()
         self.config = config
         N, M, S = config.N, config.M, config.S
-        self.g_a = AnalysisTransform(N, M)
+        self.g_a = AnalysisTransform(N, M, blocks=config.encoder_blocks)
         self.g_s = SynthesisTransform(N, M)
         self.h_a = HyperAnalysis(N, M)
         self.h_s = HyperSynthesis(N, M)

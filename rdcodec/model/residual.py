@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .transforms import conv, deconv
+from .transforms import RefineBlock, conv, deconv
 
 
 def _act() -> nn.Module:
@@ -49,23 +49,6 @@ class ResidualPrior(nn.Module):
     def forward(self, y_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         means, scales = self.layers(y_hat).chunk(2, dim=1)
         return means, scales
-
-
-class RefineBlock(nn.Module):
-    """``h + conv3x3(act(conv3x3(h)))`` at one scale, (B, C, h, w) -> (B, C, h, w).
-
-    The second convolution starts at zero, so a block added to a trained branch starts as
-    the identity and the branch computes exactly what it did before (a warm start).
-    """
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.body = nn.Sequential(conv(channels, channels, 3, 1), _act(), conv(channels, channels, 3, 1))
-        nn.init.zeros_(self.body[-1].weight)
-        nn.init.zeros_(self.body[-1].bias)
-
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return h + self.body(h)
 
 
 class ResidualReconstruction(nn.Module):

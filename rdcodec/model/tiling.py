@@ -39,7 +39,8 @@ Halo (from the receptive field)
     ``rrn`` with ``blocks`` refinement blocks per scale (two 3x3 convolutions each, so
     ±2 positions per block at that scale) needs more: :func:`synthesis_halo` carries the
     needed interval back through the layers (4 for one block per scale, 6 for two), and the
-    synthesis uses that halo; the analysis keeps ``HALO``.
+    synthesis uses that halo. Likewise ``g_a`` with ``blocks`` refinement blocks at H/4 and
+    H/8 (:func:`analysis_halo`: 4 for one block per scale, 5 for two).
 
     Within a tile, values near its cut edges are wrong (zero padding stands in for the
     neighbours), but none of them reach the kept core, so a tiled result equals the
@@ -106,6 +107,22 @@ def synthesis_halo(blocks: int) -> int:
     return max(left, right)
 
 
+def analysis_halo(blocks: int) -> int:
+    """Latent halo that ``g_a`` with ``blocks`` refinement blocks at H/4 and at H/8 needs.
+
+    Walks from a latent position out to the pixels it reads, on its left (the wider) side: a
+    stride-2 5x5 convolution needs inputs ``2o - 2 .. 2o + 2``, so ``L -> 2 L + 2``; a refinement
+    block widens by 2 at its scale. ``L`` = 2, 6, 14, 30 at H/8, H/4, H/2 and the pixels without
+    blocks (as derived above), 30 + 24 ``blocks`` with them, and a tile needs ``16 HALO >= L``.
+    """
+    left = 0
+    for level in range(4):  # from the latent back through the four convolutions
+        left = 2 * left + 2
+        if level in (0, 1):  # the blocks at H/8, then H/4, read this level's neighbours
+            left += 2 * blocks
+    return -(-left // STRIDE)
+
+
 def tiles(hl: int, wl: int, tiled: bool, halo: int | None = None) -> Iterator[tuple[slice, slice, slice, slice]]:
     """Latent tiles of an ``hl x wl`` grid: (core rows, core cols, window rows, window cols).
 
@@ -120,11 +137,12 @@ def tiles(hl: int, wl: int, tiled: bool, halo: int | None = None) -> Iterator[tu
                    slice(max(a - halo, 0), min(b + halo, hl)), slice(max(c - halo, 0), min(d + halo, wl)))
 
 
-def analysis(g_a: nn.Module, padded: np.ndarray, device: torch.device) -> torch.Tensor:
-    """``y = g_a(x)`` tile by tile; ``padded`` is the (H, W, 3) uint8 image, H and W multiples of 16."""
+def analysis(g_a: nn.Module, padded: np.ndarray, device: torch.device, blocks: int = 0) -> torch.Tensor:
+    """``y = g_a(x)`` tile by tile; ``padded`` is the (H, W, 3) uint8 image, H and W multiples of 16,
+    ``blocks`` the refinement blocks per scale of ``g_a`` (from the model config)."""
     hl, wl = padded.shape[0] // STRIDE, padded.shape[1] // STRIDE
     y = None
-    for rows, cols, wr, wc in tiles(hl, wl, tiled=True):
+    for rows, cols, wr, wc in tiles(hl, wl, tiled=True, halo=analysis_halo(blocks)):
         px = padded[wr.start * STRIDE:wr.stop * STRIDE, wc.start * STRIDE:wc.stop * STRIDE]
         x = torch.from_numpy(np.ascontiguousarray(px)).to(device).permute(2, 0, 1)[None].float() / 255.0
         yt = g_a(x)

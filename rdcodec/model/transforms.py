@@ -32,17 +32,44 @@ def deconv(in_ch: int, out_ch: int, kernel: int = 5, stride: int = 2) -> nn.Conv
     )
 
 
-class AnalysisTransform(nn.Module):
-    """``g_a``: image -> latent ``y`` (downsampling by 16)."""
+class RefineBlock(nn.Module):
+    """``h + conv3x3(act(conv3x3(h)))`` at one scale, (B, C, h, w) -> (B, C, h, w).
 
-    def __init__(self, N: int, M: int) -> None:
+    The second convolution starts at zero, so a block added to a trained transform starts as
+    the identity and the transform computes exactly what it did before (a warm start).
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(conv(channels, channels, 3, 1), nn.LeakyReLU(inplace=True),
+                                  conv(channels, channels, 3, 1))
+        nn.init.zeros_(self.body[-1].weight)
+        nn.init.zeros_(self.body[-1].bias)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return h + self.body(h)
+
+
+class AnalysisTransform(nn.Module):
+    """``g_a``: image -> latent ``y`` (downsampling by 16).
+
+    ``blocks`` :class:`RefineBlock` s follow the GDN at H/4 and the one at H/8 (0 = the paper's
+    and mbt2018's transform; not in the paper). They add depth only where the encoder runs: the
+    decoder, and so every file's format, is the same for any number of them.
+    """
+
+    def __init__(self, N: int, M: int, blocks: int = 0) -> None:
         super().__init__()
         self.layers = nn.Sequential(
             conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M)
         )
+        self.refine = nn.ModuleList([nn.Sequential(*[RefineBlock(N) for _ in range(blocks)]) for _ in range(2)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x)
+        f = self.layers
+        h = self.refine[0](f[3](f[2](f[1](f[0](x)))))  # H/4
+        h = self.refine[1](f[5](f[4](h)))  # H/8
+        return f[6](h)
 
 
 class SynthesisTransform(nn.Module):

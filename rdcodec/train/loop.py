@@ -47,16 +47,12 @@ from pathlib import Path
 import torch
 
 from ..model.rdc import CONTEXTS, LAMBDAS, ModelConfig, RDCModel
+from ..weights import ENCODER_PREFIXES  # what stage encoder trains: g_a, h_a
 from .data import load_or_build, mixed_batch
 from .monitor import load_eval_images, quick_eval
 
 BASE_PREFIXES = ("g_a.", "g_s.", "h_a.", "h_s.", "gain_y.", "gain_z.", "entropy_z.", "gaussian.", "context.",
                  "channel_context.")
-
-
-#: The modules only the encoder runs (``z = h_a(y * G_y)`` is coded, ``h_a`` itself is not needed to
-#: decode): what stage ``encoder`` trains.
-ENCODER_PREFIXES = ("g_a.", "h_a.")
 
 STAGES = ("base", "cognition", "residual", "context", "encoder")
 
@@ -85,6 +81,7 @@ def model_config(args: dict) -> ModelConfig:
     """The model options of a run's ``vars(args)`` (also what export reads back from a checkpoint)."""
     return ModelConfig(residual_lambda_factor=args.get("residual_lambda_factor", ModelConfig.residual_lambda_factor),
                        rrn_blocks=args.get("rrn_blocks", ModelConfig.rrn_blocks),
+                       encoder_blocks=args.get("encoder_blocks", ModelConfig.encoder_blocks),
                        context=args.get("context", ModelConfig.context))
 
 
@@ -189,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--rrn-blocks", type=int, default=ModelConfig.rrn_blocks,
                     help="refinement blocks per scale in the residual reconstruction (0 = the paper's; "
                     "new blocks start as the identity, so a residual stage warm-starts exactly)")
+    ap.add_argument("--encoder-blocks", type=int, default=ModelConfig.encoder_blocks,
+                    help="refinement blocks at H/4 and H/8 of g_a (0 = the paper's; new blocks start as the "
+                    "identity). Encoder only: export with --decoder, and files decode with that decoder")
     ap.add_argument("--context", choices=CONTEXTS, default=ModelConfig.context,
                     help="entropy model of y (stored with the weights); a new checkerboard context "
                     "starts as the hyperprior, a new space-channel one as the init's checkerboard; "
