@@ -85,7 +85,7 @@ def _common(fn: F) -> F:
     fn = click.option("--weights", type=click.Path(dir_okay=False), default=None,
                       help="Weights file (.safetensors) or the name of shipped weights (e.g. rdc-v9). "
                            "Default: the shipped default; when decoding, the shipped weights the file "
-                           "was made with.")(fn)
+                           "was made with (for encoder weights such as rdc-v22: their decoder's).")(fn)
     fn = click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu",
                       show_default=True, help="Where the transforms run. Files are the same either way.")(fn)
     fn = click.option("-f", "--force", is_flag=True, help="Overwrite an existing output file.")(fn)
