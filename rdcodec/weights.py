@@ -161,11 +161,15 @@ def load(path: str | Path | None = None) -> tuple[RDCModel, torch.Tensor, Weight
 def _with_encoder(info: WeightsInfo, meta: dict[str, str],
                   tensors: dict[str, torch.Tensor]) -> tuple[RDCModel, torch.Tensor, WeightsInfo]:
     """Encoder weights: their decoder's model (verified by its SHA-256) with ``g_a``/``h_a`` replaced."""
-    base_model, z_pmf, base = load(meta["decoder"])
-    if base.sha256 != meta.get("decoder_sha256") or base.decoder is not None:
+    base = resolve(meta["decoder"])  # checked before it is loaded, so no chain of files can loop
+    if base.sha256 != meta.get("decoder_sha256"):
         raise WeightsError(f"encoder weights {info.path.name} were made for {meta['decoder']} "
                            f"({meta.get('decoder_sha256', '?')[:8]}), but {base.path.name} is another file "
                            f"({base.sha256[:8]})")
+    base_model, z_pmf, base = load(meta["decoder"])
+    if base.decoder is not None:
+        raise WeightsError(f"encoder weights {info.path.name} name {base.name} as their decoder, which are "
+                           "encoder weights themselves")
     try:
         config = ModelConfig(**json.loads(meta.get("config", "{}")))
     except (TypeError, ValueError) as e:
@@ -180,7 +184,6 @@ def _with_encoder(info: WeightsInfo, meta: dict[str, str],
         raise WeightsError(f"encoder weights {info.path.name} do not fit {base.name}'s model")
     model.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=False)  # ... and the encoder's
     return model.eval(), z_pmf, dataclasses.replace(info, decoder=base)
-
 
 
 def export(model: RDCModel, path: Path, metadata: dict[str, str] | None = None) -> str:

@@ -86,6 +86,10 @@ def test_encoder_weights_whose_decoder_changed_are_refused(encoder_file, tmp_pat
     stale.write_bytes(save(tensors, metadata={**meta, "decoder_sha256": "0" * 64}))
     with pytest.raises(WeightsError, match="made for rdc-v19"):
         weights.load(stale)
+    chained = tmp_path / "chained.safetensors"  # an encoder's encoder: no decoder to decode with
+    chained.write_bytes(save(tensors, metadata={**meta, "decoder": str(path), "decoder_sha256": encoder_file[1]}))
+    with pytest.raises(WeightsError, match="encoder weights themselves"):
+        weights.load(chained)
     partial = tmp_path / "partial.safetensors"
     partial.write_bytes(save({k: v for k, v in tensors.items() if not k.startswith("h_a.")}, metadata=meta))
     with pytest.raises(WeightsError, match="do not fit"):
