@@ -191,8 +191,9 @@ class Codec:
         if s_hat is not None:
             with clock("residual"):
                 y_hat_2 = y_hat + self.m.latent_correction(s_hat)
+        config = self.m.model.config
         return tiling.synthesis(self.m.g_s, self.m.rrn, y_hat, y_hat_2, h, w, clock,
-                                self.m.model.config.rrn_blocks)
+                                config.rrn_blocks, config.synthesis_blocks)
 
     # ------------------------------------------------------------------ encode
     @torch.no_grad()

@@ -90,24 +90,41 @@ def test_tiled_synthesis_equals_untiled(codec, untiled, forced):
     assert torch.allclose(r1, r0[..., :H, :W], rtol=0, atol=1e-4)
 
 
-@pytest.fixture(scope="module")
-def blocky(codec):
-    """The shipped model with 2 refinement blocks per scale of rrn, at random (nonzero) values."""
+def with_random_blocks(codec, module: str, **fields):
+    """The shipped model with the config ``fields`` (block counts) changed, its other tensors
+    loaded and the new blocks of ``module`` (``"rrn"``, ``"g_s"``, ``"g_a"``) set to random,
+    nonzero values (zero-started blocks would compute nothing)."""
     from rdcodec.model.rdc import ModelConfig, RDCModel
     from rdcodec.train.loop import load_matching
 
-    m = RDCModel(ModelConfig(rrn_blocks=2))
+    m = RDCModel(ModelConfig(**{**codec.m.model.config.to_dict(), **fields}))
     load_matching(m, codec.m.model.state_dict())
     gen = torch.Generator().manual_seed(1)
     with torch.no_grad():
-        for p in m.rrn.refine.parameters():
+        for p in getattr(m, module).refine.parameters():
             p.copy_(torch.randn(p.shape, generator=gen) * 0.05)
     return m.eval()
+
+
+def _as_codec(model, codec):
+    from rdcodec.codec import Codec
+    from rdcodec.model.rdc import CodingModel
+
+    return Codec(CodingModel(model, torch.from_numpy(codec.m.z_pmf)), 7, "blocky")
+
+
+@pytest.fixture(scope="module")
+def blocky(codec):
+    """The shipped model with 2 refinement blocks per scale of rrn, at random (nonzero) values."""
+    return with_random_blocks(codec, "rrn", rrn_blocks=2)
 
 
 def test_synthesis_halo_follows_the_receptive_field():
     assert tiling.synthesis_halo(0) == tiling.HALO == 2  # the paper's branch: as derived by hand
     assert [tiling.synthesis_halo(b) for b in (1, 2, 3)] == [4, 6, 8]
+    # g_s's blocks at H/4 and H/8 only: the walk of the docstring, by hand
+    assert [tiling.synthesis_halo(0, b) for b in (1, 2)] == [4, 5]
+    assert tiling.synthesis_halo(1, 1) >= max(tiling.synthesis_halo(1), tiling.synthesis_halo(0, 1))
 
 
 def _blocky_synthesis(blocky, untiled):
@@ -131,7 +148,7 @@ def test_refinement_blocks_need_their_wider_halo(blocky, untiled, forced, monkey
     rounding (the lost inputs enter only through edge taps, hence the relative bound)."""
     right = (lambda r: (r[0] - r[1]).abs().max())(_blocky_synthesis(blocky, untiled))
     halo = tiling.synthesis_halo(2)
-    monkeypatch.setattr(tiling, "synthesis_halo", lambda blocks: halo - 1)
+    monkeypatch.setattr(tiling, "synthesis_halo", lambda *blocks: halo - 1)
     short = (lambda r: (r[0] - r[1]).abs().max())(_blocky_synthesis(blocky, untiled))
     assert short > 1e-5 and short > 5 * right, (short, right)
 
@@ -144,17 +161,7 @@ def test_analysis_halo_follows_the_receptive_field():
 def test_codec_tiles_an_analysis_with_encoder_blocks_with_its_wider_halo(codec, image, monkeypatch):
     """g_a with refinement blocks (from the model config, through ``Codec``): a tiled analysis
     equals the untiled one, and the no-block halo would not."""
-    from rdcodec.codec import Codec
-    from rdcodec.model.rdc import CodingModel, ModelConfig, RDCModel
-    from rdcodec.train.loop import load_matching
-
-    m = RDCModel(ModelConfig(**{**codec.m.model.config.to_dict(), "encoder_blocks": 1}))
-    load_matching(m, codec.m.model.state_dict())
-    gen = torch.Generator().manual_seed(2)
-    with torch.no_grad():
-        for p in m.g_a.refine.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * 0.05)
-    bc = Codec(CodingModel(m.eval(), torch.from_numpy(codec.m.z_pmf)), 7, "deep")
+    bc = _as_codec(with_random_blocks(codec, "g_a", encoder_blocks=1), codec)
     ref = bc.analyze(image).y
     _force(monkeypatch)
     y = bc.analyze(image).y
@@ -210,16 +217,36 @@ def test_codec_tiles_a_blocks_model_with_its_wider_halo(blocky, codec, image, mo
     """Through ``Codec`` (whose coding copy wraps the residual reconstruction, so the block count
     must come from the model config): a tiled decode of a model with refinement blocks equals
     the untiled one, and the no-block halo would not."""
-    from rdcodec.codec import Codec
-    from rdcodec.model.rdc import CodingModel
-
-    bc = Codec(CodingModel(blocky, torch.from_numpy(codec.m.z_pmf)), 7, "blocky")
+    bc = _as_codec(blocky, codec)
     data = bc.compress(image, 0.5, reconstruct=False).data
     ref, _ = bc.decompress(data)
     _force(monkeypatch)
     rec, _ = bc.decompress(data)
     assert ref.r.abs().max() > 0.01
     assert torch.allclose(rec.r, ref.r, rtol=0, atol=1e-4), (rec.r - ref.r).abs().max()
-    monkeypatch.setattr(tiling, "synthesis_halo", lambda blocks: tiling.HALO)
+    monkeypatch.setattr(tiling, "synthesis_halo", lambda *blocks: tiling.HALO)
     short, _ = bc.decompress(data)
     assert (short.r - ref.r).abs().max() > 1e-3
+
+
+@pytest.fixture(scope="module")
+def synthesis_blocky(codec):
+    """The shipped model with one refinement block at H/8 and at H/4 of g_s, at random values."""
+    return _as_codec(with_random_blocks(codec, "g_s", synthesis_blocks=1), codec)
+
+
+@pytest.mark.parametrize("halo", ["exact", "one less"])
+def test_codec_tiles_a_synthesis_blocks_model_with_its_wider_halo(synthesis_blocky, codec, image, monkeypatch, halo):
+    """g_s with refinement blocks (from the model config, through ``Codec``): a tiled decode
+    equals the untiled one in both layers, and one latent position less of halo does not."""
+    data = synthesis_blocky.compress(image, 0.5, reconstruct=False).data
+    ref, _ = synthesis_blocky.decompress(data)
+    plain, _ = codec.decompress(codec.compress(image, 0.5, reconstruct=False).data)
+    assert (ref.x_hat_1 - plain.x_hat_1).abs().max() > 0.01  # the blocks do something
+    _force(monkeypatch)
+    if halo == "one less":
+        short = tiling.synthesis_halo(0, 1) - 1
+        monkeypatch.setattr(tiling, "synthesis_halo", lambda *blocks: short)
+    rec, _ = synthesis_blocky.decompress(data)
+    err = max((rec.x_hat_1 - ref.x_hat_1).abs().max(), (rec.r - ref.r).abs().max())
+    assert (err <= 1e-4) == (halo == "exact"), err

@@ -300,6 +300,62 @@ def test_new_refinement_blocks_start_as_the_identity(codec):
     assert wide.rrn.refine[0][0].body[2].weight.grad.abs().max() > 0
 
 
+def test_new_synthesis_blocks_start_as_the_identity(codec):
+    """Warm start of a deeper g_s: the shipped weights in a model with synthesis blocks give the
+    same x_hat_1 and the same features f1, f2, f3, so stage II's inputs start where they were."""
+    wide = RDCModel(ModelConfig(**{**codec.m.model.config.to_dict(), "synthesis_blocks": 1}))
+    assert set(loop.load_matching(wide, codec.m.model.state_dict())) == {
+        k for k in wide.state_dict() if k.startswith("g_s.refine.")}
+    torch.manual_seed(0)
+    y_hat = torch.round(torch.randn(1, wide.config.M, 4, 6) * 3)
+    with torch.no_grad():
+        x0, f0 = codec.m.model.g_s(y_hat)
+        x1, f1 = wide.eval().g_s(y_hat)
+    for a, b in zip([x0, *f0], [x1, *f1]):
+        torch.testing.assert_close(b, a, rtol=0, atol=0)
+
+
+def test_block_lr_puts_the_refinement_blocks_in_a_group_of_their_own():
+    model = RDCModel(ModelConfig(synthesis_blocks=1))
+    params = [p for n, p in model.named_parameters() if loop.is_base_param(n)]
+    assert loop.param_groups(model, params) == [{"params": params}]
+    rest, blocks = loop.param_groups(model, params, block_lr=1e-4)
+    assert "blocks" not in rest and blocks["blocks"]
+    names = {id(p): n for n, p in model.named_parameters()}
+    expected = {n for n, _ in model.g_s.refine.named_parameters(prefix="g_s.refine")}
+    assert {names[id(p)] for p in blocks["params"]} == expected
+    assert len(rest["params"]) + len(blocks["params"]) == len(params)
+    # a model without blocks: one group, even with a block lr
+    plain = RDCModel(ModelConfig())
+    base = [p for n, p in plain.named_parameters() if loop.is_base_param(n)]
+    assert len(loop.param_groups(plain, base, block_lr=1e-4)) == 1
+
+
+def test_a_base_run_with_synthesis_blocks_trains_them_at_the_block_lr(tmp_path):
+    """--synthesis-blocks with --block-lr: the new g_s blocks (absent from the init) learn, the
+    block group follows its own schedule (logged lr is the rest's), and the run resumes."""
+    torch.manual_seed(0)
+    init = tmp_path / "init.pt"
+    torch.save({"model": RDCModel(ModelConfig()).state_dict()}, init)
+    out = tmp_path / "run"
+    argv = ["--stage", "base", "--init", str(init), "--data", str(EXAMPLE.parent),
+            "--cache", str(tmp_path / "crops.pt"), "--n-crops", "4", "--crop", "64", "--batch", "2",
+            "--lr", "1e-6", "--block-lr", "1e-3", "--budget-minutes", "0.05", "--log-every", "1",
+            "--eval-every", "0", "--out", str(out), "--synthesis-blocks", "1"]
+    loop.main(argv)
+    first = torch.load(out / "last.pt", weights_only=False)
+    # resume with a budget 2 s past the first run's clock (the last value wins): its steps run at a
+    # learning rate above 0 even if busy cores let the first run make only its step at progress 0
+    loop.main([*argv, "--budget-minutes", str((first["elapsed"] + 2) / 60)])
+    ckpt = torch.load(out / "last.pt", weights_only=False)
+    assert ckpt["step"] > first["step"]
+    after = ckpt["model"]
+    new = [k for k in after if k.startswith("g_s.refine.")]
+    assert len(new) == 8 and all(after[k].abs().max() > 0 for k in new if k.endswith("body.2.weight"))
+    groups = ckpt["opt"]["param_groups"]
+    assert len(groups) == 2 and groups[1]["blocks"] and groups[1]["lr"] > 100 * groups[0]["lr"] > 0
+
+
 @pytest.mark.parametrize("blocks", [0, 1])
 def test_an_encoder_run_trains_g_a_and_h_a_and_leaves_the_decoder_bit_for_bit(tmp_path, blocks):
     """Stage ``encoder``: only the encoder-only modules move, so files made with the new ``g_a``/``h_a``

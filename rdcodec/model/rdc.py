@@ -56,6 +56,9 @@ class ModelConfig:
     # RefineBlocks at H/4 and at H/8 of the analysis g_a (0 = the paper's). Encoder only: files
     # made with any number decode with the same decoder (encoder weights, rdcodec.weights).
     encoder_blocks: int = 0
+    # RefineBlocks at H/8 and H/4 of the synthesis g_s (0 = the paper's). A decoder field: the
+    # base image x_hat_1 and the features the residual branch reads both change with it.
+    synthesis_blocks: int = 0
     # Entropy model of y: "hyperprior" (the paper's), "checkerboard" (+ :mod:`.context`) or
     # "space-channel" (the checkerboard + channel groups, :mod:`.channel`).
     context: str = "hyperprior"
@@ -84,7 +87,7 @@ class RDCModel(nn.Module):
         self.config = config
         N, M, S = config.N, config.M, config.S
         self.g_a = AnalysisTransform(N, M, blocks=config.encoder_blocks)
-        self.g_s = SynthesisTransform(N, M)
+        self.g_s = SynthesisTransform(N, M, blocks=config.synthesis_blocks)
         self.h_a = HyperAnalysis(N, M)
         self.h_s = HyperSynthesis(N, M)
         init = [math.sqrt(lam / LAMBDAS[-1]) for lam in LAMBDAS]

@@ -89,20 +89,24 @@ def spans(n: int, tile: int) -> list[tuple[int, int]]:
     return list(zip(bounds[:-1], bounds[1:]))
 
 
-def synthesis_halo(blocks: int) -> int:
-    """Latent halo that ``g_s`` + ``rrn`` with ``blocks`` refinement blocks per scale need.
+def synthesis_halo(blocks: int, synthesis_blocks: int = 0) -> int:
+    """Latent halo that ``g_s`` + ``rrn`` with ``blocks`` refinement blocks per scale of ``rrn``
+    and ``synthesis_blocks`` at H/4 and H/8 of ``g_s`` need.
 
     Walks back from a tile core's pixels ``[16a, 16b)``: at every level the needed span is
     ``[s a - L, s b - 1 + R]`` (``s`` the level's pixels per position). A stride-2 5x5
     transposed convolution maps outputs ``[o_lo, o_hi]`` to inputs
     ``[ceil((o_lo - 2) / 2), floor((o_hi + 2) / 2)]``, i.e. ``L -> floor((L + 2) / 2)``,
     ``R -> floor((R + 1) / 2) + 1``; a refinement block widens both sides by 2. The halo is
-    the larger side at the latent level: 2 without blocks, as derived above.
+    the larger side at the latent level: 2 without blocks, as derived above. ``g_s``'s blocks
+    widen what its features ``f2`` (H/4) and ``f1`` (H/8) need on top of ``rrn``'s (exact for
+    ``g_s`` alone, an upper bound with both).
     """
     left = right = 0
-    for level in range(4):  # the output layer, then the three upsamplings of rrn
+    for level in range(4):  # the output layer, then the three upsamplings (H/2, H/4, H/8)
         if level > 0:
-            left, right = left + 2 * blocks, right + 2 * blocks  # blocks after that upsampling
+            widen = 2 * (blocks + (synthesis_blocks if level > 1 else 0))  # blocks after that upsampling
+            left, right = left + widen, right + widen
         left, right = (left + 2) // 2, (right + 1) // 2 + 1
     return max(left, right)
 
@@ -155,15 +159,17 @@ def analysis(g_a: nn.Module, padded: np.ndarray, device: torch.device, blocks: i
 
 def synthesis(g_s: nn.Module, rrn: nn.Module, y_hat: torch.Tensor, y_hat_2: torch.Tensor | None,
               height: int, width: int, clock: Clock,
-              blocks: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+              blocks: int = 0, synthesis_blocks: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``x_hat_1 = g_s(y_hat)`` and ``r = rrn(y_hat_2; f1, f2, f3)`` (None without ``y_hat_2``).
 
     Both are cropped to ``height x width``. Tiled when the padded image is over the
     threshold; ``clock("synthesis")`` and ``clock("residual")`` time the two networks.
+    ``blocks`` and ``synthesis_blocks`` are the model config's ``rrn_blocks`` and
+    ``synthesis_blocks`` (:func:`synthesis_halo`).
     """
     hl, wl = y_hat.shape[-2:]
     x_out = r_out = None
-    halo = synthesis_halo(blocks)  # from the model config: coding copies wrap rrn
+    halo = synthesis_halo(blocks, synthesis_blocks)  # from the model config: coding copies wrap rrn
     for rows, cols, wr, wc in tiles(hl, wl, is_tiled(hl * STRIDE, wl * STRIDE), halo):
         top, left = rows.start * STRIDE, cols.start * STRIDE
         bottom, right = min(rows.stop * STRIDE, height), min(cols.stop * STRIDE, width)

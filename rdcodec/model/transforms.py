@@ -78,18 +78,24 @@ class SynthesisTransform(nn.Module):
     Also returns the intermediate features ``f1`` (H/8, after the first stage), ``f2``
     (H/4) and ``f3`` (H/2) that the residual reconstruction network uses as priors
     (paper §3.3).
+
+    ``blocks`` :class:`RefineBlock` s follow the inverse GDN at H/8 and the one at H/4 (0 = the
+    paper's and mbt2018's transform; not in the paper), the mirror of :class:`AnalysisTransform`'s;
+    ``f1`` and ``f2`` are taken after them. Unlike the analysis blocks they change the decoder,
+    so the number is part of the weights' decoder config.
     """
 
-    def __init__(self, N: int, M: int) -> None:
+    def __init__(self, N: int, M: int, blocks: int = 0) -> None:
         super().__init__()
         self.up1 = nn.Sequential(deconv(M, N), GDN(N, inverse=True))
         self.up2 = nn.Sequential(deconv(N, N), GDN(N, inverse=True))
         self.up3 = nn.Sequential(deconv(N, N), GDN(N, inverse=True))
         self.up4 = deconv(N, 3)
+        self.refine = nn.ModuleList([nn.Sequential(*[RefineBlock(N) for _ in range(blocks)]) for _ in range(2)])
 
     def forward(self, y_hat: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        f1 = self.up1(y_hat)
-        f2 = self.up2(f1)
+        f1 = self.refine[0](self.up1(y_hat))  # H/8
+        f2 = self.refine[1](self.up2(f1))  # H/4
         f3 = self.up3(f2)
         return self.up4(f3), [f1, f2, f3]
 

@@ -82,7 +82,26 @@ def model_config(args: dict) -> ModelConfig:
     return ModelConfig(residual_lambda_factor=args.get("residual_lambda_factor", ModelConfig.residual_lambda_factor),
                        rrn_blocks=args.get("rrn_blocks", ModelConfig.rrn_blocks),
                        encoder_blocks=args.get("encoder_blocks", ModelConfig.encoder_blocks),
+                       synthesis_blocks=args.get("synthesis_blocks", ModelConfig.synthesis_blocks),
                        context=args.get("context", ModelConfig.context))
+
+
+def is_block_param(name: str) -> bool:
+    """A tensor of a :class:`~rdcodec.model.transforms.RefineBlock` (in g_a, g_s or rrn)."""
+    return ".refine." in name
+
+
+def param_groups(model: torch.nn.Module, params: list, block_lr: float = 0.0) -> list[dict]:
+    """Adam's parameter groups for the trained ``params``: one group, or with ``block_lr`` > 0 the
+    refinement blocks' tensors in a second group (marked ``blocks``) at that peak lr. The order is
+    the model's, so a resumed optimizer state fits."""
+    if block_lr <= 0:
+        return [{"params": params}]
+    trained = {id(p) for p in params}
+    named = [(n, p) for n, p in model.named_parameters() if id(p) in trained]
+    rest = [p for n, p in named if not is_block_param(n)]
+    blocks = [p for n, p in named if is_block_param(n)]
+    return [g for g in ({"params": rest}, {"params": blocks, "blocks": True}) if g["params"]]
 
 
 def save_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, step: int,
@@ -189,6 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--encoder-blocks", type=int, default=ModelConfig.encoder_blocks,
                     help="refinement blocks at H/4 and H/8 of g_a (0 = the paper's; new blocks start as the "
                     "identity). Encoder only: export with --decoder, and files decode with that decoder")
+    ap.add_argument("--synthesis-blocks", type=int, default=ModelConfig.synthesis_blocks,
+                    help="refinement blocks at H/8 and H/4 of g_s (0 = the paper's; new blocks start as the "
+                    "identity). A decoder change: stage base or cognition trains them, then retrain stage residual")
+    ap.add_argument("--block-lr", type=float, default=0.0,
+                    help="peak learning rate of the refinement blocks among the trained tensors (0 = --lr): "
+                    "new, zero-started blocks can learn faster than a trained model may move")
     ap.add_argument("--context", choices=CONTEXTS, default=ModelConfig.context,
                     help="entropy model of y (stored with the weights); a new checkerboard context "
                     "starts as the hyperprior, a new space-channel one as the init's checkerboard; "
@@ -329,7 +354,8 @@ def main(argv=None) -> None:
         for n, p in model.named_parameters():
             p.requires_grad_(trains(n))
         params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=args.lr)
+    opt = torch.optim.Adam(param_groups(model, params, args.block_lr), lr=args.lr)
+    peaks = [args.block_lr if g.get("blocks") else args.lr for g in opt.param_groups]
     step, elapsed = 0, 0.0
     if state is not None:
         opt.load_state_dict(state["opt"])
@@ -403,8 +429,8 @@ def main(argv=None) -> None:
     acc = fresh()
     while elapsed < budget and not stop["now"]:
         lr = lr_at(elapsed / budget, args.lr)
-        for g in opt.param_groups:
-            g["lr"] = lr
+        for g, peak in zip(opt.param_groups, peaks):
+            g["lr"] = lr_at(elapsed / budget, peak)
         xs = mixed_batch(crops, mix, args.batch, n_mix, args.crop, gen, args.mix_crop)
         idx = torch.randint(6, (args.batch,), generator=gen)
         per_sample = [sample_losses(x, i) for x, i in zip(xs, idx.split([len(x) for x in xs]))]
