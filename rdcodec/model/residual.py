@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .transforms import RefineBlock, conv, deconv
+from .transforms import conv, deconv, refine_stages
 
 
 def _act() -> nn.Module:
@@ -68,9 +68,7 @@ class ResidualReconstruction(nn.Module):
             [nn.Conv2d(c, w, 1) for c, w in zip(feature_channels, widths)]
         )
         self.mix = nn.ModuleList([nn.Conv2d(w, w, 1) for w in widths])
-        self.refine = nn.ModuleList(
-            [nn.Sequential(*[RefineBlock(w) for _ in range(blocks)]) for w in widths]
-        )
+        self.refine = refine_stages(list(widths), blocks)
         self.act = _act()
         self.out = deconv(w3, 3)
 

@@ -50,6 +50,12 @@ class RefineBlock(nn.Module):
         return h + self.body(h)
 
 
+def refine_stages(widths: list[int], blocks: int) -> nn.ModuleList:
+    """One ``nn.Sequential`` of ``blocks`` :class:`RefineBlock` s per scale, of ``widths[i]``
+    channels each (empty, i.e. the identity, for ``blocks = 0``); indexed ``[scale][block]``."""
+    return nn.ModuleList([nn.Sequential(*[RefineBlock(w) for _ in range(blocks)]) for w in widths])
+
+
 class AnalysisTransform(nn.Module):
     """``g_a``: image -> latent ``y`` (downsampling by 16).
 
@@ -63,7 +69,7 @@ class AnalysisTransform(nn.Module):
         self.layers = nn.Sequential(
             conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M)
         )
-        self.refine = nn.ModuleList([nn.Sequential(*[RefineBlock(N) for _ in range(blocks)]) for _ in range(2)])
+        self.refine = refine_stages([N, N], blocks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         f = self.layers
@@ -91,7 +97,7 @@ class SynthesisTransform(nn.Module):
         self.up2 = nn.Sequential(deconv(N, N), GDN(N, inverse=True))
         self.up3 = nn.Sequential(deconv(N, N), GDN(N, inverse=True))
         self.up4 = deconv(N, 3)
-        self.refine = nn.ModuleList([nn.Sequential(*[RefineBlock(N) for _ in range(blocks)]) for _ in range(2)])
+        self.refine = refine_stages([N, N], blocks)
 
     def forward(self, y_hat: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         f1 = self.refine[0](self.up1(y_hat))  # H/8
