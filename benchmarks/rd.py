@@ -47,12 +47,13 @@ from rdcodec.eval.bjontegaard import bd_table  # noqa: E402
 TRAINED_LEVELS = 6
 
 
-def rdcodec_rows(codec, img: np.ndarray, alphas, jpeg_curve: list[dict], refine: int = 0) -> list[dict]:
+def rdcodec_rows(codec, img: np.ndarray, alphas, jpeg_curve: list[dict], refine: int = 0,
+                 output_filter: bool = False) -> list[dict]:
     px = img.shape[0] * img.shape[1]
     rows = []
     for a in alphas:
         t = time.perf_counter()
-        data = codec.compress(img, float(a), reconstruct=False, refine=refine).data
+        data = codec.compress(img, float(a), reconstruct=False, refine=refine, output_filter=output_filter).data
         te = time.perf_counter() - t
         t = time.perf_counter()
         recon, _ = codec.decompress(data)
@@ -161,6 +162,8 @@ def main(argv=None) -> None:
     ap.add_argument("--limit", type=int, default=0, help="use only the first N images")
     ap.add_argument("--refine", type=int, default=0, metavar="STEPS",
                     help="encode with latent refinement of STEPS gradient steps (rdcodec.refine)")
+    ap.add_argument("--filter", action="store_true",
+                    help="encode with the Wiener output filter (rdcodec.wiener; rdcodec encode --filter)")
     ap.add_argument("--previous", default="", help="comma list of codecs not run now but read from "
                     "their JSON in --out (an earlier run, same images and settings), or 'all' for every one "
                     "there; marked in summary.json")
@@ -176,7 +179,7 @@ def main(argv=None) -> None:
     per_image, t0 = [], time.time()
     for i, img in enumerate(images):
         jc = [classical.measure(jpeg, img, q, classical.psnr, None) for q in jpeg.settings]
-        rows = rdcodec_rows(codec, img, alphas, jc, args.refine)
+        rows = rdcodec_rows(codec, img, alphas, jc, args.refine, args.filter)
         per_image.append(rows)
         print(f"[{i + 1}/{len(images)}] {time.time() - t0:.0f}s  alpha 0: {rows[0]['bpp_beta0']:.3f} bpp "
               f"{rows[0]['beta0']['psnr']:.2f} dB  alpha 1: {rows[-1]['bpp_beta0']:.3f} bpp "
@@ -195,6 +198,7 @@ def main(argv=None) -> None:
         ours[key] = {"name": key, "description": f"rdcodec {rdcodec.__version__}, weights {name}, alpha grid "
                      f"{[round(float(a), 3) for a in alphas]}, real file bytes"
                      + (f", latent refinement {args.refine} steps" if args.refine else "")
+                     + (", Wiener output filter" if args.filter else "")
                      + ("" if beta == 0 else "; rate = header + base layer (residual stripped)"),
                      "results": rdcodec_results(per_image, beta)}
         (out / f"rdcodec-beta{beta}.json").write_text(json.dumps(ours[key], indent=1))
@@ -218,7 +222,8 @@ def main(argv=None) -> None:
         else:
             print(f"--previous {cname}: no {path}, skipped")
     summary = {
-        "weights": name, "refine": args.refine, "images": len(images), "alpha": [float(a) for a in alphas],
+        "weights": name, "refine": args.refine, "output_filter": args.filter, "images": len(images),
+        "alpha": [float(a) for a in alphas],
         "classical_from_earlier_run": sorted(previous),
         "bpp_strictly_increasing_every_image": all(
             all(b["bpp_beta0"] > a["bpp_beta0"] for a, b in zip(rows, rows[1:])) for rows in per_image),

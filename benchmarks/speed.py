@@ -12,7 +12,8 @@ In one run (issue "Speed and scale"):
   and threads; rdcodec's times are reported as a ratio to it (the issue's bar is <= 1.0).
   rdcodec's encode is what ``rdcodec encode`` runs (no synthesis); the encode with the
   optional residual-layer decision (``--check-residual``: the encoder also decodes its own
-  file) is reported as well;
+  file) is reported as well, and so are the encode with the Wiener output filter (``--filter``:
+  a synthesis and a least-squares fit more) and the decode of the file it makes;
 * entropy coding alone on the latent y of the Kodak image at about 0.5 bpp: symbols per
   second and bytes against the estimated bits, constriction (rdcodec's coder) against
   CompressAI's rANS on the same symbols and the same scale table;
@@ -61,6 +62,7 @@ MOSAIC = (6, 6)             # columns, rows of training photos in the large imag
 COMPRESSAI_QUALITY = 4      # mbt2018_mean qualities 1-4 have N = 128, M = 192 (rdcodec's widths)
 ENC_STAGES = ("analysis", "hyper", "entropy", "residual")
 DEC_STAGES = ("entropy", "hyper", "synthesis", "residual", "render")
+FILTER_DEC_STAGES = DEC_STAGES + ("filter",)
 GIB = 1024 ** 3
 
 
@@ -138,7 +140,9 @@ def job_rdcodec(png: str, threads: int, alpha: float, reps: int, workdir: str, w
         codec.decompress(codec.compress(image, alpha).data)[0].render(0.0)
     del image
 
-    enc, enc_checked, dec = [], [], []
+    enc, enc_checked, enc_filter, dec, dec_filter = [], [], [], [], []
+    filtered = b""
+
     data = b""
     for _ in range(reps):
         t = {}
@@ -158,7 +162,15 @@ def job_rdcodec(png: str, threads: int, alpha: float, reps: int, workdir: str, w
         t0 = time.perf_counter()
         codec.compress(image, alpha, reconstruct=False, check_residual=True)
         enc_checked.append({"total": time.perf_counter() - t0})
+        t0 = time.perf_counter()
+        filtered = codec.compress(image, alpha, reconstruct=False, output_filter=True).data  # encode --filter
+        enc_filter.append({"total": time.perf_counter() - t0})
         del image
+        t = {}
+        t0 = time.perf_counter()
+        codec.decompress(filtered, timings=t)[0].render(0.0)
+        t["total"], t["file_io"] = time.perf_counter() - t0, 0.0
+        dec_filter.append(t)
 
         t = {}
         t0 = time.perf_counter()
@@ -191,7 +203,9 @@ def job_rdcodec(png: str, threads: int, alpha: float, reps: int, workdir: str, w
         return out
 
     return {"encode": summary(enc, ENC_STAGES), "encode_check_residual": summary(enc_checked, ()),
-            "decode": summary(dec, DEC_STAGES), "bytes": len(data), "threads": threads,
+            "encode_filter": summary(enc_filter, ()), "decode": summary(dec, DEC_STAGES),
+            "decode_filter": summary(dec_filter, FILTER_DEC_STAGES),  # no file I/O, render included in other
+            "bytes": len(data), "bytes_filter": len(filtered), "threads": threads,
             "peak_rss_mib": _peak_rss_mib()}
 
 
@@ -484,7 +498,9 @@ def main(argv=None) -> None:
                     c = {"error": "skipped (--no-compressai-large)"}
                 doc["timing"].append({"image": name, "threads": t, "rdcodec": r, "compressai": c, "ratio": {
                     "encode": _ratio(r, c, "encode"), "decode": _ratio(r, c, "decode"),
-                    "encode_check_residual": _ratio(r, c, "encode_check_residual", "encode")}})
+                    "encode_check_residual": _ratio(r, c, "encode_check_residual", "encode"),
+                    "encode_filter": _ratio(r, c, "encode_filter", "encode"),
+                    "decode_filter": _ratio(r, c, "decode_filter", "decode")}})
             log(f"{name}: peak RSS of rdcodec encode / decode")
             doc["peak_rss"][name] = cli_rss(png, work, args.alpha, args.weights)
         log("entropy coding alone")

@@ -23,11 +23,12 @@ from PIL import Image
 from . import weights as _weights
 from .bitstream import container
 from .codec import DEFAULT_MAX_PIXELS, Codec, Compressed
-from .errors import RdcError
+from .errors import CorruptError, RdcError
 from .eval.metrics import psnr
 from .image import load_rgb8
 from .model.fastpath import bf16_default
 from .model.rdc import CodingModel
+from .wiener import OutputFilter
 
 #: What ``encode`` and friends accept: a path, encoded image bytes, a PIL image or an HxWx3 uint8 array.
 ImageSource: TypeAlias = str | Path | bytes | Image.Image | np.ndarray
@@ -83,12 +84,12 @@ def decoder_for(data: bytes, weights: str | None = None, device: str = "cpu") ->
 def compress(image: ImageSource, alpha: float = 0.5, residual: bool = True, *, weights: str | None = None,
              device: str = "cpu", estimate: bool = False, check_residual: bool = False,
              reconstruct: bool = True, refine: int = 0,
-             progress: Callable[[int, int], None] | None = None) -> Compressed:
+             progress: Callable[[int, int], None] | None = None, output_filter: bool = False) -> Compressed:
     """Like :func:`encode`, but also returns the encoder's own reconstruction (unless
     ``reconstruct=False``, which skips the synthesis)."""
     return get_codec(weights, device).compress(load_rgb8(image), alpha, residual, estimate,
                                                reconstruct=reconstruct, check_residual=check_residual,
-                                               refine=refine, progress=progress)
+                                               refine=refine, progress=progress, output_filter=output_filter)
 
 
 def compress_to_size(image: ImageSource, max_bytes: int, residual: bool = True, *, weights: str | None = None,
@@ -153,7 +154,7 @@ def compress_to_psnr(image: ImageSource, target_psnr: float, residual: bool = Tr
 
 def encode(image: ImageSource, alpha: float = 0.5, residual: bool = True, *, weights: str | None = None,
            device: str = "cpu", check_residual: bool = False, refine: int = 0,
-           progress: Callable[[int, int], None] | None = None) -> bytes:
+           progress: Callable[[int, int], None] | None = None, output_filter: bool = False) -> bytes:
     """Compress ``image`` (path, encoded bytes, PIL image or HxWx3 uint8 array) to .rdc bytes.
 
     ``alpha`` in [0, 1] picks the rate (0 lowest, 1 highest); ``residual=False`` writes the
@@ -161,10 +162,12 @@ def encode(image: ImageSource, alpha: float = 0.5, residual: bool = True, *, wei
     and drops the residual layer if it would not improve beta = 0 (about 2x the encode time).
     ``refine=N`` spends N gradient steps on this image's latent first (:mod:`rdcodec.refine`;
     tens of times the encode time at N = 50, for a better file that every decoder reads);
-    ``progress(step, N)`` follows the steps.
+    ``progress(step, N)`` follows the steps. ``output_filter=True`` fits a Wiener filter to this
+    image's beta = 0 output and writes it into the residual layer when it pays for its bytes
+    (:mod:`rdcodec.wiener`; about 2x the encode time; the file is format version 2).
     """
     return compress(image, alpha, residual, weights=weights, device=device, check_residual=check_residual,
-                    reconstruct=False, refine=refine, progress=progress).data
+                    reconstruct=False, refine=refine, progress=progress, output_filter=output_filter).data
 
 
 def _as_bytes(data: bytes | str | Path) -> bytes:
@@ -207,6 +210,13 @@ def info(data: bytes | str | Path) -> dict[str, Any]:
     }
     if f.residual_error:
         out["residual_error"] = f.residual_error
+    if h.has_filter and f.residual is not None:
+        try:
+            flt_bytes, _ = container.split_strings(f.residual, "residual layer", "output filter")
+            flt = OutputFilter.from_bytes(flt_bytes)
+            out["output_filter"] = {"radius": flt.radius, "phases": flt.phases, "bytes": len(flt_bytes)}
+        except CorruptError as e:
+            out["output_filter"] = {"error": str(e)}
     return out
 
 

@@ -76,10 +76,11 @@ def encode_file(input: str, output: str, alpha: float = 0.5, target_size: int | 
                 target_bpp: float | None = None, target_psnr: float | None = None, residual: bool = True,
                 weights: str | None = None, device: str = "cpu", force: bool = False,
                 check_residual: bool = False, refine: int = 0,
-                progress: Callable[[int, int], None] | None = None) -> Encoded:
+                progress: Callable[[int, int], None] | None = None, output_filter: bool = False) -> Encoded:
     """Encode one file; a target size (bytes) or bpp picks alpha by bisection on real sizes, a
     target PSNR (dB at beta = 0) by bisection on real encodes. ``refine`` steps of latent
-    refinement (``progress`` follows them) work with a given alpha only.
+    refinement (``progress`` follows them) and the Wiener output filter (``output_filter``)
+    work with a given alpha only.
     """
     from .api import compress, compress_to_psnr, compress_to_size
     from .fileio import check_writable, read_input, write_atomic
@@ -87,6 +88,8 @@ def encode_file(input: str, output: str, alpha: float = 0.5, target_size: int | 
 
     if refine and (target_psnr is not None or target_size is not None or target_bpp is not None):
         raise RdcError("latent refinement works with a given alpha, not with a size or PSNR target")
+    if output_filter and (target_psnr is not None or target_size is not None or target_bpp is not None):
+        raise RdcError("the output filter works with a given alpha, not with a size or PSNR target")
     check_writable(output, force)
     source = read_input(input)
     max_bytes, quality = None, None
@@ -104,7 +107,8 @@ def encode_file(input: str, output: str, alpha: float = 0.5, target_size: int | 
                                          check_residual=check_residual, reconstruct=False)
     else:
         result = compress(source, alpha, residual, weights=weights, device=device,
-                          check_residual=check_residual, reconstruct=False, refine=refine, progress=progress)
+                          check_residual=check_residual, reconstruct=False, refine=refine, progress=progress,
+                          output_filter=output_filter)
     write_atomic(output, lambda f: f.write(result.data), force)
     return Encoded(result.data, alpha, max_bytes, quality)
 

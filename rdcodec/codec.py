@@ -13,8 +13,11 @@ compress(x, alpha):
     6. y_hat = (y_sym + means) * G_y^-1                           (base layer done)
     7. s symbols = round(enc(y - y_hat) * G_s - mu_s), mu_s, sigma_s = prior(y_hat)
                                                                   -> Gaussian coder
-decompress(data, beta) runs steps 4, 6 and 7 backwards from the decoded symbols and
-renders x_bar = x_hat_1 + (1 - beta) * r (Eq. 9), clamped to [0, 1] only at the output.
+    8. (``output_filter=True``) W = the Wiener filter fitted to x_hat_1 + r against x, kept
+       when it pays for its bytes; written before the s string (``rdcodec.wiener``)
+decompress(data, beta) runs steps 4, 6 and 7 backwards from the decoded symbols, takes
+r' = W(x_hat_1 + r) - x_hat_1 when the file has a filter, and renders
+x_bar = x_hat_1 + (1 - beta) * r (Eq. 9), clamped to [0, 1] only at the output.
 
 The encoder derives its reconstruction with exactly the decoder's functions, so
 ``decompress(compress(x).data)`` equals ``compress(x).render(beta)`` pixel for pixel.
@@ -24,7 +27,8 @@ tile, with enough overlap that the result equals the untiled one up to float rou
 (``rdcodec.model.tiling``); the tiling depends only on the image size.
 
 ``compress`` and ``decompress`` take an optional ``timings`` dict that receives the wall
-seconds spent per stage (analysis, refine, hyper, entropy, synthesis, residual, decision);
+seconds spent per stage (analysis, refine, hyper, entropy, synthesis, residual, decision,
+filter);
 ``benchmarks/speed.py`` uses it.
 """
 
@@ -40,10 +44,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import wiener
 from .bitstream import container
 from .entropy import coder
 from .entropy.tables import Y_RANGE, Z_RANGE, scale_indices, snap_means
-from .errors import LimitError, RdcError, WeightsError
+from .errors import CorruptError, LimitError, RdcError, WeightsError
 from .model import tiling
 from .model.context import anchor_mask
 from .model.rdc import CodingModel
@@ -240,7 +245,8 @@ class Codec:
     def compress(self, image: np.ndarray | Analysis, alpha: float, residual: bool = True,
                  estimate: bool = False, reconstruct: bool = True, check_residual: bool = False,
                  timings: dict[str, float] | None = None, refine: int = 0,
-                 progress: Callable[[int, int], None] | None = None) -> Compressed:
+                 progress: Callable[[int, int], None] | None = None,
+                 output_filter: bool = False) -> Compressed:
         """Code an (H, W, 3) uint8 image (or its :meth:`analyze` result) at rate ``alpha`` in [0, 1].
 
         ``reconstruct=False`` returns no reconstruction (``recon`` is None) and skips the
@@ -252,6 +258,10 @@ class Codec:
         ``timings``, when given, receives wall seconds per stage. ``refine > 0`` first refines
         the latent for this alpha by that many gradient steps (:meth:`refine`; needs the image,
         ``progress(step, steps)`` follows it): a smaller file and a better image, more encode time.
+        ``output_filter=True`` (with an image or its ``analyze`` result, and the residual layer)
+        fits a Wiener filter to this image's beta = 0 reconstruction and writes it into the
+        residual layer when it pays for its bytes (:mod:`rdcodec.wiener`; a version-2 file); it
+        costs a synthesis and a least-squares fit.
         """
         if refine < 0:
             raise ValueError(f"refine must be >= 0 steps, got {refine}")
@@ -283,7 +293,8 @@ class Codec:
             z_str = coder.encode_factorized(zc, self.m.z_pmf, Z_RANGE)
             base = container.join_strings(z_str, y_str)
         check = residual and check_residual and an.image is not None
-        synthesize = reconstruct or check
+        fit = residual and output_filter and an.image is not None
+        synthesize = reconstruct or check or fit
 
         res_str, s_sym, s_scales, s_hat = None, None, None, None
         if residual:
@@ -299,8 +310,16 @@ class Codec:
             with clock("decision"):
                 if not _residual_helps(an.image, x_hat_1, r):
                     res_str, r, s_sym = None, None, None  # a residual that hurts is not worth its bytes
+        flt = None
+        if fit and r is not None:
+            with clock("filter"):
+                file_bits = 8 * (container.HEADER_SIZE + len(base) + len(res_str))
+                flt = wiener.choose(x_hat_1 + r, an.image, file_bits)
+                if flt is not None and reconstruct:
+                    r = flt.apply(x_hat_1 + r) - x_hat_1  # Eq. 9 with the filtered residual
         with clock("entropy"):
-            data = container.pack(self.weights_id, w, h, alpha_q, base, res_str)
+            data = container.pack(self.weights_id, w, h, alpha_q, base, res_str,
+                                  flt.to_bytes() if flt is not None else None)
         est = None
         if estimate:
             est = {"z": _factorized_bits(model, z_sym), "y": _gaussian_bits(model, y_sym, scales)}
@@ -386,6 +405,15 @@ class Codec:
             f = container.unpack(data, ignore_residual_errors=ignore_residual_errors)
             notes = {"residual_dropped": f.residual_error} if f.residual_error else {}
             z_str, y_str = container.split_strings(f.base)
+            s_str, flt = f.residual, None
+            if s_str is not None and head.has_filter:
+                try:
+                    flt_bytes, s_str = container.split_strings(s_str, "residual layer", "output filter")
+                    flt = wiener.OutputFilter.from_bytes(flt_bytes)
+                except CorruptError as e:
+                    if not ignore_residual_errors:
+                        raise CorruptError(f"{e}; --ignore-residual-errors decodes the base layer alone") from None
+                    s_str, notes = None, {"residual_dropped": str(e)}
             zc = coder.decode_factorized(z_str, self.m.z_pmf, Z_RANGE, (hp // 64) * (wp // 64))
         with clock("hyper"):
             gains = self.m.gains(head.alpha)
@@ -395,14 +423,17 @@ class Codec:
         with clock("hyper"):
             y_hat = ((torch.from_numpy(y_sym).float() + mu).to(dev)) * igy
         s_hat = None
-        if f.residual is not None:
+        if s_str is not None:
             with clock("residual"):
                 s_mu, s_idx, _ = self._s_model(y_hat)
             with clock("entropy"):
-                s_sym = coder.decode_gaussian(f.residual, s_idx)
+                s_sym = coder.decode_gaussian(s_str, s_idx)
             with clock("residual"):
                 s_hat = self._s_hat(s_sym, s_mu, igs)
         x_hat_1, r = self._reconstruct(y_hat, s_hat, h, w, clock)
+        if flt is not None and r is not None:
+            with clock("filter"):
+                r = flt.apply(x_hat_1 + r) - x_hat_1
         return Reconstruction(x_hat_1, r), notes
 
 

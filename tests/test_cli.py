@@ -405,3 +405,22 @@ def test_bin_script_hands_itself_to_the_checkouts_venv(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "encode" in r.stdout and "Traceback" not in r.stderr
+
+
+def test_filter_flag_writes_a_version_2_file_that_info_describes(tmp_path):
+    from .conftest import EXAMPLE
+
+    out = tmp_path / "f.rdc"
+    r = run("encode", EXAMPLE, "--alpha", "1", "--filter", "-o", out)
+    assert r.exit_code == 0, r.output
+    i = json.loads(run("info", out, "--json").stdout)
+    assert i["format_version"] == 2 and i["output_filter"]["radius"] in (2, 3, 4, 5)
+    assert i["output_filter"]["bytes"] < i["layers"]["residual"]
+    assert "output filter: diamond of radius" in run("info", out).output
+    assert run("decode", out, "--beta", "0", "-o", tmp_path / "f.png").exit_code == 0
+
+
+@pytest.mark.parametrize("target", [["--target-size", "2KB"], ["--target-psnr", "30"]])
+def test_filter_with_a_target_is_a_usage_error(tmp_path, png, target):
+    r = run("encode", png, "--filter", *target, "-o", tmp_path / "x.rdc")
+    assert r.exit_code == 2 and "--filter works with --alpha" in r.output and not (tmp_path / "x.rdc").exists()

@@ -22,6 +22,36 @@ def test_round_trip_and_layout():
     assert (h.weights_id, h.width, h.height, h.alpha_q, h.has_residual) == (0x1234ABCD, 640, 480, 32768, True)
 
 
+def test_version_2_carries_the_filter_at_the_start_of_the_residual_layer():
+    flt = b"F" * 7
+    data = c.pack(0x1234ABCD, 640, 480, 32768, BASE, RES, flt)
+    assert make()[4] == 1 and data[4] == 2  # a file without a filter is still version 1
+    f = c.unpack(data)
+    assert f.header.has_filter and f.header.has_residual and f.base == BASE
+    assert c.split_strings(f.residual, "residual layer", "output filter") == (flt, RES)
+    stripped = c.strip_residual(data)
+    assert stripped == make(None) and not c.unpack(stripped).header.has_filter
+
+
+def test_filter_without_residual_layer_cannot_be_written():
+    with pytest.raises(ValueError):
+        c.pack(1, 8, 8, 0, BASE, None, b"F")
+
+
+def _with_flags(data: bytes, version: int, flags: int) -> bytes:
+    head = bytearray(data[:c.HEADER_SIZE])
+    head[4], head[5] = version, flags
+    head[-4:] = struct.pack("<I", c._crc(bytes(head[:-4])))
+    return bytes(head) + data[c.HEADER_SIZE:]
+
+
+@pytest.mark.parametrize("version, flags", [(1, 0x03), (2, 0x02), (2, 0x04)])
+def test_flags_a_version_does_not_have_are_refused(version, flags):
+    """Version 1 has no filter bit; the filter bit needs the residual bit; unknown bits are errors."""
+    with pytest.raises(CorruptError):
+        c.unpack(_with_flags(make(), version, flags))
+
+
 def test_base_only_file():
     f = c.unpack(make(None))
     assert f.residual is None and not f.header.has_residual and f.residual_error is None

@@ -4,8 +4,9 @@ Layout (all integers little-endian; see ``docs/format.md``)::
 
     offset size  field
      0     4     magic            b"\\x8bRDC"
-     4     1     version          FORMAT_VERSION
+     4     1     version          1, or 2 when flag bit 1 is set (FORMAT_VERSION is the newest read)
      5     1     flags            bit 0: a residual layer was written
+                                  bit 1: the residual layer starts with an output filter (version 2)
      6     4     weights_id       first 4 bytes of the SHA-256 of the weights file
     10     2     width            1..65535
     12     2     height           1..65535
@@ -16,7 +17,8 @@ Layout (all integers little-endian; see ``docs/format.md``)::
     28     4     residual_crc     CRC-32 of the residual layer
     32     4     header_crc       CRC-32 of bytes 0..31
     36     ...   base layer: varint len(z string), z string, y string
-    ...    ...   residual layer: s string
+    ...    ...   residual layer: s string, or with flag bit 1
+                   varint len(filter), filter (``rdcodec.wiener``), s string
 
 A file that ends exactly after the base layer is a valid base-only file (the residual
 layer was cut off, e.g. by a server that only sends the first layer), so the base layer
@@ -32,8 +34,10 @@ from dataclasses import dataclass
 from ..errors import CorruptError, NotRdcError, VersionError
 
 MAGIC = b"\x8bRDC"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 FLAG_RESIDUAL = 0x01
+FLAG_FILTER = 0x02
+_FLAGS = {1: FLAG_RESIDUAL, 2: FLAG_RESIDUAL | FLAG_FILTER}  # the flag bits each version may set
 _HEADER = struct.Struct("<4sBBIHHHIIIII")
 HEADER_SIZE = _HEADER.size  # 36
 ALPHA_STEPS = 65535
@@ -64,6 +68,11 @@ class Header:
         """Whether the encoder wrote a residual layer (it may since have been cut off)."""
         return bool(self.flags & FLAG_RESIDUAL)
 
+    @property
+    def has_filter(self) -> bool:
+        """Whether the residual layer starts with a Wiener output filter (``rdcodec.wiener``)."""
+        return bool(self.flags & FLAG_FILTER)
+
 
 @dataclass(frozen=True)
 class RdcFile:
@@ -85,13 +94,20 @@ def _crc(data: bytes) -> int:
 
 
 def pack(weights_id: int, width: int, height: int, alpha_q: int, base: bytes,
-         residual: bytes | None) -> bytes:
-    """Assemble a file from its layers."""
+         residual: bytes | None, output_filter: bytes | None = None) -> bytes:
+    """Assemble a file from its layers; ``output_filter`` (serialized, ``rdcodec.wiener``) goes at
+    the start of the residual layer and makes the file version 2. Without it the file is
+    version 1, byte for byte what rdcodec wrote before version 2 existed."""
     if not (1 <= width <= 0xFFFF and 1 <= height <= 0xFFFF):
         raise ValueError(f"image size {width}x{height} is outside 1..65535")
-    res = residual or b""
+    if output_filter is not None and residual is None:
+        raise ValueError("an output filter belongs to the residual layer; there is none")
     flags = FLAG_RESIDUAL if residual is not None else 0
-    head = _HEADER.pack(MAGIC, FORMAT_VERSION, flags, weights_id, width, height, alpha_q,
+    version = 1
+    if output_filter is not None:
+        residual, flags, version = join_strings(output_filter, residual), flags | FLAG_FILTER, 2
+    res = residual or b""
+    head = _HEADER.pack(MAGIC, version, flags, weights_id, width, height, alpha_q,
                         len(base), _crc(base), len(res), _crc(res) if residual is not None else 0, 0)
     head = head[:-4] + struct.pack("<I", _crc(head[:-4]))
     return head + base + res
@@ -105,13 +121,14 @@ def parse_header(data: bytes) -> Header:
         raise CorruptError(f"file truncated inside the header ({len(data)} of {HEADER_SIZE} bytes)")
     (_, version, flags, wid, width, height, alpha_q,
      base_len, base_crc, res_len, res_crc, head_crc) = _HEADER.unpack_from(data)
-    if version != FORMAT_VERSION:
-        raise VersionError(f"format version {version} is not supported (this rdcodec reads version {FORMAT_VERSION})")
+    if version not in _FLAGS:
+        raise VersionError(f"format version {version} is not supported "
+                           f"(this rdcodec reads versions 1 to {FORMAT_VERSION})")
     if _crc(data[:HEADER_SIZE - 4]) != head_crc:
         raise CorruptError("header checksum mismatch (the file is damaged)")
-    if width == 0 or height == 0 or flags & ~FLAG_RESIDUAL:
+    if width == 0 or height == 0 or flags & ~_FLAGS[version]:
         raise CorruptError("header fields are invalid")
-    if not flags & FLAG_RESIDUAL and (res_len or res_crc):
+    if not flags & FLAG_RESIDUAL and (res_len or res_crc or flags & FLAG_FILTER):
         raise CorruptError("header declares a residual layer length without the residual flag")
     return Header(wid, width, height, alpha_q, base_len, base_crc, res_len, res_crc, flags, version)
 
@@ -176,17 +193,20 @@ def join_strings(z: bytes, y: bytes) -> bytes:
     return _varint(len(z)) + z + y
 
 
-def split_strings(base: bytes) -> tuple[bytes, bytes]:
-    """Inverse of :func:`join_strings`: (z string, y string); raises ``CorruptError`` if malformed."""
+def split_strings(base: bytes, layer: str = "base layer", first: str = "z") -> tuple[bytes, bytes]:
+    """Inverse of :func:`join_strings`: (z string, y string); raises ``CorruptError`` if malformed.
+
+    The residual layer of a version-2 file has the same form, (output filter, s string):
+    ``layer`` and ``first`` name the parts in the error messages."""
     n, shift, i = 0, 0, 0
     while True:
         if i >= len(base) or shift > 28:
-            raise CorruptError("base layer is malformed (bad z length)")
+            raise CorruptError(f"{layer} is malformed (bad {first} length)")
         b = base[i]
         n |= (b & 0x7F) << shift
         i, shift = i + 1, shift + 7
         if not b & 0x80:
             break
     if i + n > len(base):
-        raise CorruptError("base layer is malformed (z string longer than the layer)")
+        raise CorruptError(f"{layer} is malformed ({first} longer than the layer)")
     return base[i:i + n], base[i + n:]
