@@ -212,9 +212,8 @@ def info(data: bytes | str | Path) -> dict[str, Any]:
         out["residual_error"] = f.residual_error
     if h.has_filter and f.residual is not None:
         try:
-            flt_bytes, _ = container.split_strings(f.residual, "residual layer", "output filter")
-            flt = OutputFilter.from_bytes(flt_bytes)
-            out["output_filter"] = {"radius": flt.radius, "phases": flt.phases, "bytes": len(flt_bytes)}
+            flt, _ = OutputFilter.split_layer(f.residual)
+            out["output_filter"] = {"radius": flt.radius, "phases": flt.phases, "bytes": flt.nbytes}
         except CorruptError as e:
             out["output_filter"] = {"error": str(e)}
     return out

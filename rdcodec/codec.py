@@ -408,8 +408,7 @@ class Codec:
             s_str, flt = f.residual, None
             if s_str is not None and head.has_filter:
                 try:
-                    flt_bytes, s_str = container.split_strings(s_str, "residual layer", "output filter")
-                    flt = wiener.OutputFilter.from_bytes(flt_bytes)
+                    flt, s_str = wiener.OutputFilter.split_layer(s_str)
                 except CorruptError as e:
                     if not ignore_residual_errors:
                         raise CorruptError(f"{e}; --ignore-residual-errors decodes the base layer alone") from None

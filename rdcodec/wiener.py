@@ -49,6 +49,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .bitstream import container
 from .entropy import coder
 from .entropy.tables import SCALE_TABLE, Y_RANGE
 from .errors import CorruptError
@@ -69,6 +70,11 @@ def diamond(radius: int) -> list[tuple[int, int]]:
     offs = [(dy, dx) for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)
             if 0 < abs(dy) + abs(dx) <= radius]
     return sorted(offs, key=lambda o: (abs(o[0]) + abs(o[1]), o))
+
+
+def _groups(taps: int) -> list[slice]:
+    """The coefficient groups of one (phase, channel), each with its own coded scale: taps, cross, bias."""
+    return [slice(0, taps), slice(taps, taps + 3), slice(taps + 3, taps + 4)]
 
 
 def _steps(taps: int) -> np.ndarray:
@@ -98,8 +104,7 @@ class OutputFilter:
 
     # -- bytes ------------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
-        taps = self.coef.shape[-1] - 4
-        groups = [slice(0, taps), slice(taps, taps + 3), slice(taps + 3, taps + 4)]
+        groups = _groups(self.coef.shape[-1] - 4)
         idx = np.empty(self.coef.shape, dtype=np.int32)
         head = bytearray([self.radius | (0x80 if self.phases == 4 else 0)])
         for k in range(self.phases):
@@ -127,7 +132,7 @@ class OutputFilter:
         head = iter(data[1:1 + n_idx])
         for k in range(phases):
             for c in range(3):
-                for g in (slice(0, taps), slice(taps, taps + 3), slice(taps + 3, taps + 4)):
+                for g in _groups(taps):
                     idx[k, c, g] = next(head)
         coef = coder.decode_gaussian(data[1 + n_idx:], idx)
         return cls(radius, phases, coef)
@@ -170,6 +175,12 @@ class OutputFilter:
                 y = y + torch.einsum("ij,bjhw->bihw", mix[k], xc) + const[k].view(1, 3, 1, 1)
                 out[..., top + py:bottom:s, px::s] = y
         return out
+
+    @classmethod
+    def split_layer(cls, layer: bytes) -> tuple[OutputFilter, bytes]:
+        """A version-2 residual layer -> (its filter, the s string); ``CorruptError`` if malformed."""
+        flt, s = container.split_strings(layer, "residual layer", "output filter")
+        return cls.from_bytes(flt), s
 
     @property
     def nbytes(self) -> int:
