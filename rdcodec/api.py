@@ -164,7 +164,7 @@ def encode(image: ImageSource, alpha: float = 0.5, residual: bool = True, *, wei
     tens of times the encode time at N = 50, for a better file that every decoder reads);
     ``progress(step, N)`` follows the steps. ``output_filter=True`` fits a Wiener filter to this
     image's beta = 0 output and writes it into the residual layer when it pays for its bytes
-    (:mod:`rdcodec.wiener`; about 2x the encode time; the file is format version 2).
+    (:mod:`rdcodec.wiener`; about 2x the encode time; the file is format version 2 or 3).
     """
     return compress(image, alpha, residual, weights=weights, device=device, check_residual=check_residual,
                     reconstruct=False, refine=refine, progress=progress, output_filter=output_filter).data
@@ -212,8 +212,8 @@ def info(data: bytes | str | Path) -> dict[str, Any]:
         out["residual_error"] = f.residual_error
     if h.has_filter and f.residual is not None:
         try:
-            flt, _ = OutputFilter.split_layer(f.residual)
-            out["output_filter"] = {"radius": flt.radius, "phases": flt.phases, "bytes": flt.nbytes}
+            flt, _ = OutputFilter.split_layer(f.residual, h.version)
+            out["output_filter"] = flt.describe()
         except CorruptError as e:
             out["output_filter"] = {"error": str(e)}
     return out

@@ -319,7 +319,8 @@ class Codec:
                     r = flt.apply(x_hat_1 + r) - x_hat_1  # Eq. 9 with the filtered residual
         with clock("entropy"):
             data = container.pack(self.weights_id, w, h, alpha_q, base, res_str,
-                                  flt.to_bytes() if flt is not None else None)
+                                  flt.to_bytes() if flt is not None else None,
+                                  flt.format_version if flt is not None else 2)
         est = None
         if estimate:
             est = {"z": _factorized_bits(model, z_sym), "y": _gaussian_bits(model, y_sym, scales)}
@@ -408,7 +409,7 @@ class Codec:
             s_str, flt = f.residual, None
             if s_str is not None and head.has_filter:
                 try:
-                    flt, s_str = wiener.OutputFilter.split_layer(s_str)
+                    flt, s_str = wiener.OutputFilter.split_layer(s_str, head.version)
                 except CorruptError as e:
                     if not ignore_residual_errors:
                         raise CorruptError(f"{e}; --ignore-residual-errors decodes the base layer alone") from None

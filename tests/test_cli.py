@@ -407,14 +407,16 @@ def test_bin_script_hands_itself_to_the_checkouts_venv(tmp_path):
     assert "encode" in r.stdout and "Traceback" not in r.stderr
 
 
-def test_filter_flag_writes_a_version_2_file_that_info_describes(tmp_path):
+def test_filter_flag_writes_a_version_2_or_3_file_that_info_describes(tmp_path):
     from .conftest import EXAMPLE
 
     out = tmp_path / "f.rdc"
     r = run("encode", EXAMPLE, "--alpha", "1", "--filter", "-o", out)
     assert r.exit_code == 0, r.output
     i = json.loads(run("info", out, "--json").stdout)
-    assert i["format_version"] == 2 and i["output_filter"]["radius"] in (2, 3, 4, 5)
+    flt = i["output_filter"]
+    assert flt["radius"] in (2, 3, 4, 5) and 1 <= flt["groups"] <= 5
+    assert i["format_version"] == (3 if flt["groups"] > 1 or flt["shared_taps"] else 2)
     assert i["output_filter"]["bytes"] < i["layers"]["residual"]
     assert "output filter: diamond of radius" in run("info", out).output
     assert run("decode", out, "--beta", "0", "-o", tmp_path / "f.png").exit_code == 0

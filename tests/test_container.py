@@ -33,9 +33,19 @@ def test_version_2_carries_the_filter_at_the_start_of_the_residual_layer():
     assert stripped == make(None) and not c.unpack(stripped).header.has_filter
 
 
+def test_version_3_is_written_when_the_filter_asks_for_it():
+    data = c.pack(0x1234ABCD, 640, 480, 32768, BASE, RES, b"F" * 7, filter_version=3)
+    f = c.unpack(data)
+    assert data[4] == 3 and f.header.version == 3 and f.header.has_filter
+    assert c.split_strings(f.residual, "residual layer", "output filter") == (b"F" * 7, RES)
+    assert c.strip_residual(data) == make(None)  # a stripped file is version 1 again
+
+
 def test_filter_without_residual_layer_cannot_be_written():
     with pytest.raises(ValueError):
         c.pack(1, 8, 8, 0, BASE, None, b"F")
+    with pytest.raises(ValueError):
+        c.pack(1, 8, 8, 0, BASE, RES, b"F", filter_version=1)
 
 
 def _with_flags(data: bytes, version: int, flags: int) -> bytes:
@@ -45,7 +55,7 @@ def _with_flags(data: bytes, version: int, flags: int) -> bytes:
     return bytes(head) + data[c.HEADER_SIZE:]
 
 
-@pytest.mark.parametrize("version, flags", [(1, 0x03), (2, 0x02), (2, 0x04)])
+@pytest.mark.parametrize("version, flags", [(1, 0x03), (2, 0x02), (2, 0x04), (3, 0x02), (3, 0x05)])
 def test_flags_a_version_does_not_have_are_refused(version, flags):
     """Version 1 has no filter bit; the filter bit needs the residual bit; unknown bits are errors."""
     with pytest.raises(CorruptError):

@@ -16,6 +16,10 @@ from rdcodec.wiener import OutputFilter, diamond
 from .conftest import psnr
 
 SHAPES = [(r, p) for r in wiener.RADII for p in wiener.PHASES]
+# every radius and phase count plain, and with each merge table and tap layout at some radius
+LAYOUTS = ([(r, p, wiener.MERGES[0], False) for r, p in SHAPES]
+           + [(2 + i % 4, (1, 4)[i % 2], m, bool(sh)) for i, (m, sh) in
+              enumerate((m, sh) for m in wiener.MERGES for sh in (0, 1)) if m != wiener.MERGES[0] or sh])
 
 
 def test_module_examples():
@@ -31,28 +35,48 @@ def test_diamonds_nest_and_have_their_sizes():
             assert d[:len(diamond(r - 1))] == diamond(r - 1)  # the fit reads smaller shapes as prefixes
 
 
-def _random_filter(rng, radius, phases, scale=40):
+def _random_filter(rng, radius, phases, scale=40, merge=wiener.MERGES[0], shared=False):
     taps = len(diamond(radius))
-    coef = rng.integers(-scale, scale + 1, size=(phases, 3, taps + 4)).astype(np.int32)
-    return OutputFilter(radius, phases, coef)
+    coef = rng.integers(-scale, scale + 1, size=(phases, max(merge) + 1, 3, taps + 4)).astype(np.int32)
+    if shared:
+        coef[:, :, 1:, :taps] = coef[:, :, :1, :taps]
+    return OutputFilter(radius, phases, coef, merge, shared)
 
 
-@pytest.mark.parametrize("radius, phases", SHAPES)
-def test_bytes_round_trip(radius, phases):
-    f = _random_filter(np.random.default_rng(radius * 10 + phases), radius, phases)
-    g = OutputFilter.from_bytes(f.to_bytes())
+@pytest.mark.parametrize("radius, phases, merge, shared", LAYOUTS)
+def test_bytes_round_trip(radius, phases, merge, shared):
+    f = _random_filter(np.random.default_rng(radius * 10 + phases), radius, phases, merge=merge, shared=shared)
+    data = f.to_bytes()
+    g = OutputFilter.from_bytes(data)
     assert g == f and g.coef.dtype == np.int32
+    assert f.format_version == (3 if shared or max(merge) else 2)
+    if f.format_version == 3:  # classes and shared taps are refused in a version-2 file
+        with pytest.raises(CorruptError, match="version 2"):
+            OutputFilter.from_bytes(data, version=2)
+    else:
+        assert OutputFilter.from_bytes(data, version=2) == f
+
+
+def test_shared_taps_cost_fewer_bytes():
+    rng = np.random.default_rng(3)
+    f = _random_filter(rng, 5, 4, shared=True)
+    unshared = OutputFilter(5, 4, f.coef)
+    assert f.nbytes < 0.5 * unshared.nbytes
 
 
 def test_extreme_coefficients_round_trip():
-    coef = np.full((4, 3, len(diamond(5)) + 4), Y_RANGE, dtype=np.int32)
-    coef[:, 1] = -Y_RANGE
+    coef = np.full((4, 1, 3, len(diamond(5)) + 4), Y_RANGE, dtype=np.int32)
+    coef[:, :, 1] = -Y_RANGE
     f = OutputFilter(5, 4, coef)
     assert OutputFilter.from_bytes(f.to_bytes()) == f
 
 
 @pytest.mark.parametrize("data, why", [(b"", "empty"), (b"\x07" + bytes(9), "radius 7"),
-                                       (b"\x02" + bytes(5), "truncated"), (b"\x02" + bytes(9) + b"\x01", "words")])
+                                       (b"\x02" + bytes(5), "truncated"), (b"\x02" + bytes(9) + b"\x01", "words"),
+                                       (b"\x22" + bytes([0, 2, 1, 0, 0]) + bytes(40), "merge not in first-use order"),
+                                       (b"\x22" + bytes([0, 0, 0, 0, 0]) + bytes(40), "classes flag, one group"),
+                                       (b"\x22" + bytes([0, 1, 2, 3, 5]) + bytes(60), "merge group 5"),
+                                       (b"\x22" + bytes([0, 1]), "merge table truncated")])
 def test_malformed_bytes_are_refused(data, why):
     with pytest.raises(CorruptError):
         OutputFilter.from_bytes(data)
@@ -60,9 +84,17 @@ def test_malformed_bytes_are_refused(data, why):
 
 def test_shape_and_coefficients_must_agree():
     with pytest.raises(ValueError):
-        OutputFilter(6, 1, np.zeros((1, 3, 4), dtype=np.int32))
+        OutputFilter(6, 1, np.zeros((1, 1, 3, 4), dtype=np.int32))
     with pytest.raises(ValueError):
-        OutputFilter(2, 4, np.zeros((1, 3, 16), dtype=np.int32))
+        OutputFilter(2, 4, np.zeros((1, 1, 3, 16), dtype=np.int32))
+    with pytest.raises(ValueError):  # three groups need three coefficient sets
+        OutputFilter(2, 1, np.zeros((1, 1, 3, 16), dtype=np.int32), merge=(0, 1, 2, 0, 0))
+    with pytest.raises(ValueError):  # groups named out of first-use order
+        OutputFilter(2, 1, np.zeros((1, 2, 3, 16), dtype=np.int32), merge=(0, 0, 0, 0, 1)[::-1])
+    coef = np.zeros((1, 1, 3, 16), dtype=np.int32)
+    coef[0, 0, 2, 0] = 1
+    with pytest.raises(ValueError):  # shared taps that differ between channels
+        OutputFilter(2, 1, coef, shared=True)
 
 
 def _image(rng, h=37, w=52):
@@ -72,8 +104,72 @@ def _image(rng, h=37, w=52):
     return 0.1 + 0.8 * (x - x.min()) / (x.max() - x.min())
 
 
+def _classes_by_definition(x: torch.Tensor) -> np.ndarray:
+    """``classify``'s docstring, pixel by pixel in Python integers with the borders replicated."""
+    q = np.rint(np.clip(x[0].double().numpy(), 0, 1) * 255).astype(np.int64)
+    y = (77 * q[0] + 150 * q[1] + 29 * q[2] + 128) >> 8
+    h, w = y.shape
+
+    def at(i, j):
+        return int(y[min(max(i, 0), h - 1), min(max(j, 0), w - 1)])
+
+    def lap(i, j):
+        i, j = min(max(i, 0), h - 1), min(max(j, 0), w - 1)
+        c = 2 * at(i, j)
+        return (abs(c - at(i, j - 1) - at(i, j + 1)), abs(c - at(i - 1, j) - at(i + 1, j)),
+                abs(c - at(i - 1, j - 1) - at(i + 1, j + 1)), abs(c - at(i - 1, j + 1) - at(i + 1, j - 1)))
+
+    laps = {(i, j): lap(i, j) for i in range(h) for j in range(w)}
+    out = np.zeros((h, w), dtype=np.int64)
+    for i in range(h):
+        for j in range(w):
+            gh, gv, gd, ga = (sum(laps[min(max(i + a, 0), h - 1), min(max(j + b, 0), w - 1)][k]
+                                  for a in range(-2, 3) for b in range(-2, 3)) for k in range(4))
+            hv, da = (max(gh, gv), min(gh, gv)), (max(gd, ga), min(gd, ga))
+            if hv[0] * da[1] >= da[0] * hv[1]:
+                out[i, j] = (1 if gh > gv else 2) if hv[0] > 2 * hv[1] else 0
+            else:
+                out[i, j] = (3 if gd > ga else 4) if da[0] > 2 * da[1] else 0
+    return out
+
+
+def _textured(rng, h=37, w=52):
+    """An image with oriented stripes, flat areas and noise, so that every class occurs."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    chans = []
+    for f in (1.3, 0.9, 1.7):  # a frequency per channel, so that no channel is a mix of the others
+        img = np.where(xx < w // 4, 0.5 + 0.3 * np.sin(xx * f), 0.5)  # vertical stripes
+        img = np.where((xx >= w // 4) & (xx < w // 2), 0.5 + 0.3 * np.sin(yy * f), img)  # horizontal
+        img = np.where((xx >= w // 2) & (yy < h // 2), 0.5 + 0.3 * np.sin((xx + yy) * f), img)
+        chans.append(np.where((xx >= w // 2) & (yy >= h // 2), 0.5 + 0.3 * np.sin((xx - yy) * f), img))
+    x = np.stack(chans) + 0.02 * rng.standard_normal((3, h, w))
+    return torch.from_numpy(x[None]).float()
+
+
+def test_classify_is_its_documented_definition_in_every_band():
+    x = _textured(np.random.default_rng(0))
+    want = _classes_by_definition(x)
+    assert set(np.unique(want)) == {0, 1, 2, 3, 4}
+    got = wiener.classify(x)
+    np.testing.assert_array_equal(got.numpy(), want)
+    for top, bottom in ((0, 1), (0, 5), (3, 4), (10, 23), (30, 37)):
+        np.testing.assert_array_equal(wiener.classify(x, top, bottom).numpy(), want[top:bottom])
+
+
+def test_classify_names_the_directions():
+    """Vertical stripes vary along rows (horizontal second differences dominate): class 1;
+    horizontal stripes class 2; the two diagonals 3 and 4; a flat image 0."""
+    yy, xx = np.mgrid[0:24, 0:24]
+    for pattern, want in ((xx, 1), (yy, 2), (xx - yy, 4), (xx + yy, 3)):
+        v = 0.5 + 0.3 * np.cos(pattern * 2.0)
+        got = wiener.classify(torch.from_numpy(np.stack([v] * 3)[None]).float())
+        assert (got[4:-4, 4:-4] == want).all(), (want, got[4:-4, 4:-4])
+    assert (wiener.classify(torch.full((1, 3, 9, 9), 0.3)) == 0).all()
+
+
 def _by_definition(f: OutputFilter, x: torch.Tensor) -> np.ndarray:
     """The module docstring's formula, pixel by pixel in float64 with the border replicated."""
+    group = np.asarray(f.merge)[_classes_by_definition(x)]
     v = x[0].double().numpy() * 255
     h, w = v.shape[1:]
     taps = len(diamond(f.radius))
@@ -84,7 +180,7 @@ def _by_definition(f: OutputFilter, x: torch.Tensor) -> np.ndarray:
         for i in range(h):
             for j in range(w):
                 k = (i % 2) * 2 + j % 2 if f.phases == 4 else 0
-                q = f.coef[k, c] * steps
+                q = f.coef[k, group[i, j], c] * steps
                 acc = v[c, i, j]
                 for t, (dy, dx) in enumerate(diamond(f.radius)):
                     acc += q[t] * (v[c, min(max(i + dy, 0), h - 1), min(max(j + dx, 0), w - 1)] - v[c, i, j])
@@ -93,10 +189,13 @@ def _by_definition(f: OutputFilter, x: torch.Tensor) -> np.ndarray:
     return out / 255
 
 
-@pytest.mark.parametrize("radius, phases", [(2, 1), (3, 4), (5, 1)])
-def test_apply_is_the_documented_formula(radius, phases):
+@pytest.mark.parametrize("radius, phases, merge, shared", [(2, 1, (0,) * 5, False), (3, 4, (0,) * 5, False),
+                                                            (5, 1, (0,) * 5, False), (2, 4, (0, 1, 2, 3, 4), False),
+                                                            (3, 1, (0, 1, 2, 0, 0), True)])
+def test_apply_is_the_documented_formula(radius, phases, merge, shared):
     rng = np.random.default_rng(radius)
-    x, f = _image(rng), _random_filter(rng, radius, phases)
+    x = _textured(rng) if max(merge) else _image(rng)
+    f = _random_filter(rng, radius, phases, merge=merge, shared=shared)
     want = _by_definition(f, x)
     for band_rows in (512, 4):  # one band, and bands smaller than the filter's reach
         got = f.apply(x, band_rows=band_rows)[0].double().numpy()
@@ -105,20 +204,24 @@ def test_apply_is_the_documented_formula(radius, phases):
 
 def test_zero_filter_is_the_identity():
     x = _image(np.random.default_rng(0))
-    f = OutputFilter(3, 4, np.zeros((4, 3, len(diamond(3)) + 4), dtype=np.int32))
+    f = OutputFilter(3, 4, np.zeros((4, 3, 3, len(diamond(3)) + 4), dtype=np.int32), merge=(0, 1, 2, 0, 0))
     assert torch.equal(f.apply(x), x)
 
 
-def test_fit_finds_a_known_filter():
+@pytest.mark.parametrize("merge, shared", [((0,) * 5, False), ((0, 1, 2, 0, 0), False), ((0,) * 5, True),
+                                           ((0, 1, 2, 3, 3), True)])
+def test_fit_finds_a_known_filter(merge, shared):
     """On an image whose target is a known filter of it, the fit gives that filter back (to the
     target's 8-bit rounding) and predicts the squared error that is left."""
     rng = np.random.default_rng(5)
-    x = _image(rng, 96, 128)
-    true = _random_filter(rng, 2, 4, scale=60)
+    x = 0.7 * _textured(rng, 96, 128) + 0.3 * _image(rng, 96, 128) if max(merge) else _image(rng, 96, 128)
+    true = _random_filter(rng, 2, 4, scale=60, merge=merge, shared=shared)
     target = (true.apply(x)[0].permute(1, 2, 0).numpy() * 255).round().clip(0, 255).astype(np.uint8)
     stats = wiener.normal_equations(x, target)
-    got, sse = wiener.fit(stats, 2, 4)
-    assert np.abs(got.coef - true.coef).max() <= 3
+    got, sse = wiener.fit(stats, 2, 4, merge, shared)
+    assert got.merge == merge and got.shared == shared
+    off = np.abs(got.coef - true.coef).max(axis=(0, 1, 2))
+    assert off[:12].max() <= 3 and off[12:15].max() <= 12 and off[15] <= 3  # cross terms: 4x finer steps
     measured = float(((got.apply(x)[0].permute(1, 2, 0).double().numpy() * 255 - target) ** 2).sum())
     assert sse == pytest.approx(measured, rel=1e-3)
     assert sse < 0.2 * target.size  # about the rounding noise (1/12 per value), far below the unfiltered error
@@ -137,11 +240,11 @@ def test_choose_pays_only_when_the_file_is_large_enough():
     """The same gain is worth a filter in a large file (cheap bits) and not in a tiny one."""
     rng = np.random.default_rng(2)
     x = _image(rng, 128, 128)
-    blur = OutputFilter(2, 1, np.tile(np.array([40] * 4 + [10] * 8 + [0, 0, 0, 0], dtype=np.int32), (1, 3, 1)))
+    blur = OutputFilter(2, 1, np.tile(np.array([40] * 4 + [10] * 8 + [0, 0, 0, 0], dtype=np.int32), (1, 1, 3, 1)))
     target = (x[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     blurred = blur.apply(x)
     assert wiener.choose(blurred, target, file_bits=8 * 200_000) is not None
-    assert wiener.choose(blurred, target, file_bits=8 * 20) is None
+    assert wiener.choose(blurred, target, file_bits=8 * 5) is None  # a filter costs more than the file
 
 
 # -- files ------------------------------------------------------------------------------------
@@ -152,10 +255,11 @@ def filtered(codec, example):
     return codec.compress(example, 1.0, output_filter=True), codec.compress(example, 1.0)
 
 
-def test_filtered_file_is_version_2_and_decodes_as_encoded(codec, example, filtered):
+def test_filtered_file_is_version_2_or_3_and_decodes_as_encoded(codec, example, filtered):
     with_f, without = filtered
     h = container.parse_header(with_f.data)
-    assert (h.version, h.has_filter) == (2, True)
+    flt, _ = OutputFilter.split_layer(container.unpack(with_f.data).residual, h.version)
+    assert h.has_filter and h.version == flt.format_version
     assert container.parse_header(without.data).version == 1
     rec, notes = codec.decompress(with_f.data)
     assert notes == {}
@@ -190,11 +294,11 @@ def test_filtered_decode_does_not_depend_on_threads(codec, filtered):
     np.testing.assert_array_equal(out[0], out[1])
 
 
-def _with_filter_bytes(data: bytes, flt: bytes) -> bytes:
+def _with_filter_bytes(data: bytes, flt: bytes, version: int = 2) -> bytes:
     f = container.unpack(data)
     h = f.header
     _, s = container.split_strings(f.residual, "residual layer", "output filter")
-    return container.pack(h.weights_id, h.width, h.height, h.alpha_q, f.base, s, flt)
+    return container.pack(h.weights_id, h.width, h.height, h.alpha_q, f.base, s, flt, version)
 
 
 def test_damaged_filter_is_refused_or_dropped(codec, filtered):
@@ -206,6 +310,15 @@ def test_damaged_filter_is_refused_or_dropped(codec, filtered):
     np.testing.assert_array_equal(rec.render(0.0), filtered[0].recon.render(1.0))
 
 
+def test_version_3_filter_in_a_version_2_file_is_refused(codec, filtered):
+    flt = _random_filter(np.random.default_rng(0), 2, 1, scale=2, merge=(0, 1, 2, 0, 0)).to_bytes()
+    with pytest.raises(CorruptError, match="version 2"):
+        codec.decompress(_with_filter_bytes(filtered[0].data, flt, version=2))
+    rec, notes = codec.decompress(_with_filter_bytes(filtered[0].data, flt, version=3))
+    assert notes == {} and rec.r is not None
+
+
 def test_output_filter_needs_the_residual_layer(codec, crop):
     c = codec.compress(crop, 0.5, residual=False, output_filter=True)
     assert container.parse_header(c.data).version == 1
+

@@ -4,9 +4,10 @@ Layout (all integers little-endian; see ``docs/format.md``)::
 
     offset size  field
      0     4     magic            b"\\x8bRDC"
-     4     1     version          1, or 2 when flag bit 1 is set (FORMAT_VERSION is the newest read)
+     4     1     version          1; 2 or 3 when flag bit 1 is set (FORMAT_VERSION is the newest read)
      5     1     flags            bit 0: a residual layer was written
-                                  bit 1: the residual layer starts with an output filter (version 2)
+                                  bit 1: the residual layer starts with an output filter (versions 2, 3;
+                                  3 allows the filter's direction classes and shared taps)
      6     4     weights_id       first 4 bytes of the SHA-256 of the weights file
     10     2     width            1..65535
     12     2     height           1..65535
@@ -34,10 +35,11 @@ from dataclasses import dataclass
 from ..errors import CorruptError, NotRdcError, VersionError
 
 MAGIC = b"\x8bRDC"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 FLAG_RESIDUAL = 0x01
 FLAG_FILTER = 0x02
-_FLAGS = {1: FLAG_RESIDUAL, 2: FLAG_RESIDUAL | FLAG_FILTER}  # the flag bits each version may set
+# the flag bits each version may set
+_FLAGS = {1: FLAG_RESIDUAL, 2: FLAG_RESIDUAL | FLAG_FILTER, 3: FLAG_RESIDUAL | FLAG_FILTER}
 _HEADER = struct.Struct("<4sBBIHHHIIIII")
 HEADER_SIZE = _HEADER.size  # 36
 ALPHA_STEPS = 65535
@@ -94,18 +96,21 @@ def _crc(data: bytes) -> int:
 
 
 def pack(weights_id: int, width: int, height: int, alpha_q: int, base: bytes,
-         residual: bytes | None, output_filter: bytes | None = None) -> bytes:
+         residual: bytes | None, output_filter: bytes | None = None, filter_version: int = 2) -> bytes:
     """Assemble a file from its layers; ``output_filter`` (serialized, ``rdcodec.wiener``) goes at
-    the start of the residual layer and makes the file version 2. Without it the file is
+    the start of the residual layer and makes the file ``filter_version`` (2, or 3 for a filter
+    with classes or shared taps: ``OutputFilter.format_version``). Without it the file is
     version 1, byte for byte what rdcodec wrote before version 2 existed."""
     if not (1 <= width <= 0xFFFF and 1 <= height <= 0xFFFF):
         raise ValueError(f"image size {width}x{height} is outside 1..65535")
     if output_filter is not None and residual is None:
         raise ValueError("an output filter belongs to the residual layer; there is none")
+    if filter_version not in (2, 3):
+        raise ValueError(f"an output filter is written in format version 2 or 3, not {filter_version}")
     flags = FLAG_RESIDUAL if residual is not None else 0
     version = 1
     if output_filter is not None:
-        residual, flags, version = join_strings(output_filter, residual), flags | FLAG_FILTER, 2
+        residual, flags, version = join_strings(output_filter, residual), flags | FLAG_FILTER, filter_version
     res = residual or b""
     head = _HEADER.pack(MAGIC, version, flags, weights_id, width, height, alpha_q,
                         len(base), _crc(base), len(res), _crc(res) if residual is not None else 0, 0)
