@@ -94,20 +94,22 @@ def compress(image: ImageSource, alpha: float = 0.5, residual: bool = True, *, w
 
 def compress_to_size(image: ImageSource, max_bytes: int, residual: bool = True, *, weights: str | None = None,
                      device: str = "cpu", check_residual: bool = False,
-                     reconstruct: bool = True) -> tuple[Compressed, float]:
+                     reconstruct: bool = True, output_filter: bool = False) -> tuple[Compressed, float]:
     """The largest alpha whose file fits in ``max_bytes`` (bisection on real coded sizes, within 2%).
 
     Returns the file (with its reconstruction unless ``reconstruct=False``) and the alpha
     chosen; when even alpha = 0 is too big, alpha 0 (the smallest file rdcodec can make). For a bpp target pass
-    ``int(bpp * width * height / 8)``.
+    ``int(bpp * width * height / 8)``. ``output_filter``: every probe fits its Wiener filter (the
+    sizes include it).
     """
     return get_codec(weights, device).compress_to_size(load_rgb8(image), max_bytes, residual,
-                                                       check_residual=check_residual, reconstruct=reconstruct)
+                                                       check_residual=check_residual, reconstruct=reconstruct,
+                                                       output_filter=output_filter)
 
 
 def compress_to_psnr(image: ImageSource, target_psnr: float, residual: bool = True, *,
                      weights: str | None = None, device: str = "cpu", tolerance: float = PSNR_TOLERANCE,
-                     check_residual: bool = False) -> tuple[Compressed, float, float]:
+                     check_residual: bool = False, output_filter: bool = False) -> tuple[Compressed, float, float]:
     """The smallest alpha whose file decodes (at beta = 0) to at least ``target_psnr`` dB.
 
     Bisection on alpha; every probe is a real encode whose reconstruction is the decoder's
@@ -116,7 +118,8 @@ def compress_to_psnr(image: ImageSource, target_psnr: float, residual: bool = Tr
     at the first file within ``[target_psnr, target_psnr + tolerance]`` dB (about 6-8
     encodes) or when alpha cannot be refined further. When the target is out of reach, the
     nearest reachable quality: alpha 1 if even it stays below the target, alpha 0 if even
-    it is above. Returns the file, the alpha chosen and its PSNR at beta = 0.
+    it is above. Returns the file, the alpha chosen and its PSNR at beta = 0. With
+    ``output_filter`` every probe fits its Wiener filter and is measured with it applied.
     """
     if not 0.0 < target_psnr < 1e9:
         raise ValueError(f"target PSNR must be a positive number of dB, got {target_psnr}")
@@ -127,7 +130,7 @@ def compress_to_psnr(image: ImageSource, target_psnr: float, residual: bool = Tr
     an = codec.analyze(img)
 
     def probe(a: float) -> tuple[Compressed, float]:
-        c = codec.compress(an, a, residual, check_residual=check_residual)
+        c = codec.compress(an, a, residual, check_residual=check_residual, output_filter=output_filter)
         assert c.recon is not None
         return c, psnr(img, c.recon.render(0.0))
 

@@ -79,8 +79,8 @@ def encode_file(input: str, output: str, alpha: float = 0.5, target_size: int | 
                 progress: Callable[[int, int], None] | None = None, output_filter: bool = False) -> Encoded:
     """Encode one file; a target size (bytes) or bpp picks alpha by bisection on real sizes, a
     target PSNR (dB at beta = 0) by bisection on real encodes. ``refine`` steps of latent
-    refinement (``progress`` follows them) and the Wiener output filter (``output_filter``)
-    work with a given alpha only.
+    refinement (``progress`` follows them) works with a given alpha only; the Wiener output
+    filter (``output_filter``) with any target (every probe then fits its filter).
     """
     from .api import compress, compress_to_psnr, compress_to_size
     from .fileio import check_writable, read_input, write_atomic
@@ -88,23 +88,23 @@ def encode_file(input: str, output: str, alpha: float = 0.5, target_size: int | 
 
     if refine and (target_psnr is not None or target_size is not None or target_bpp is not None):
         raise RdcError("latent refinement works with a given alpha, not with a size or PSNR target")
-    if output_filter and (target_psnr is not None or target_size is not None or target_bpp is not None):
-        raise RdcError("the output filter works with a given alpha, not with a size or PSNR target")
     check_writable(output, force)
     source = read_input(input)
     max_bytes, quality = None, None
     if target_psnr is not None:
         result, alpha, quality = compress_to_psnr(source, target_psnr, residual, weights=weights, device=device,
-                                                  check_residual=check_residual)
+                                                  check_residual=check_residual, output_filter=output_filter)
     elif target_size is not None:
         max_bytes = target_size
         result, alpha = compress_to_size(source, max_bytes, residual, weights=weights, device=device,
-                                         check_residual=check_residual, reconstruct=False)
+                                         check_residual=check_residual, reconstruct=False,
+                                         output_filter=output_filter)
     elif target_bpp is not None:
         image = load_rgb8(source)
         max_bytes = int(target_bpp * image.shape[0] * image.shape[1] / 8)
         result, alpha = compress_to_size(image, max_bytes, residual, weights=weights, device=device,
-                                         check_residual=check_residual, reconstruct=False)
+                                         check_residual=check_residual, reconstruct=False,
+                                         output_filter=output_filter)
     else:
         result = compress(source, alpha, residual, weights=weights, device=device,
                           check_residual=check_residual, reconstruct=False, refine=refine, progress=progress,

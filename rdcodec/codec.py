@@ -330,16 +330,17 @@ class Codec:
 
     def compress_to_size(self, image: np.ndarray, max_bytes: int, residual: bool = True,
                          tolerance: float = 0.02, check_residual: bool = False,
-                         reconstruct: bool = True) -> tuple[Compressed, float]:
+                         reconstruct: bool = True, output_filter: bool = False) -> tuple[Compressed, float]:
         """The largest alpha whose file fits in ``max_bytes`` (bisection on real coded sizes).
 
         Stops when the file is within ``tolerance`` below the target. Returns the file and
         alpha; when even alpha = 0 is too big, returns alpha = 0 (the nearest reachable rate).
+        With ``output_filter`` every probe fits its filter, so the sizes include its bytes.
         """
         an = self.analyze(image)
 
         def size(a: float) -> int:
-            return len(self.compress(an, a, residual, reconstruct=False).data)
+            return len(self.compress(an, a, residual, reconstruct=False, output_filter=output_filter).data)
 
         lo, hi = 0.0, 1.0
         if size(hi) <= max_bytes:
@@ -354,7 +355,8 @@ class Codec:
                         break
                 else:
                     hi = mid
-        return self.compress(an, lo, residual, reconstruct=reconstruct, check_residual=check_residual), lo
+        return self.compress(an, lo, residual, reconstruct=reconstruct, check_residual=check_residual,
+                             output_filter=output_filter), lo
 
     # ------------------------------------------------------------------ decode
     def decode_y(self, y_str: bytes, z_sym: torch.Tensor, igz: torch.Tensor, clock: _Clock | None = None):

@@ -322,3 +322,15 @@ def test_output_filter_needs_the_residual_layer(codec, crop):
     c = codec.compress(crop, 0.5, residual=False, output_filter=True)
     assert container.parse_header(c.data).version == 1
 
+
+def test_size_and_psnr_targets_count_the_filter(codec, example):
+    """With a target, every probe fits its filter: the file fits the size with the filter's
+    bytes in it, and the decoded file (filter applied) reaches the PSNR."""
+    from rdcodec import api
+
+    img = np.ascontiguousarray(example[:256, :384])
+    c, _ = codec.compress_to_size(img, 3000, output_filter=True, reconstruct=False)
+    assert 2900 < len(c.data) <= 3000 and container.parse_header(c.data).has_filter
+    c, alpha, quality = api.compress_to_psnr(img, 33.5, output_filter=True)
+    assert container.parse_header(c.data).has_filter and 0 < alpha < 1
+    assert quality >= 33.5 and psnr(codec.decompress(c.data)[0].render(0.0), img) == pytest.approx(quality, abs=1e-9)
