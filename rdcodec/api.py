@@ -210,6 +210,7 @@ def info(data: bytes | str | Path) -> dict[str, Any]:
         "residual": "present" if f.residual is not None else ("absent" if not h.has_residual else "dropped"),
         "weights_id": f"{h.weights_id:08x}",
         "weights": _weights.known_weights().get(h.weights_id),
+        "encoders": _weights.encoders_of(_weights.known_weights().get(h.weights_id)),
     }
     if f.residual_error:
         out["residual_error"] = f.residual_error

@@ -331,8 +331,9 @@ def info(input: str, as_json: bool) -> None:
         click.echo(json.dumps(i))
         return
     L, B = i["layers"], i["bpp_layers"]
+    enc = f"; made by its own encoder or by {', '.join(i['encoders'])}" if i["encoders"] else ""
     click.echo(f"{input}: rdcodec format {i['format_version']}, {i['width']}x{i['height']}, "
-               f"alpha {i['alpha']:.4f}, weights {i['weights'] or 'unknown'} ({i['weights_id']})")
+               f"alpha {i['alpha']:.4f}, weights {i['weights'] or 'unknown'} ({i['weights_id']}{enc})")
     click.echo(f"  total     {i['bytes']:>10} bytes  {i['bpp']:.4f} bpp")
     for k in ("header", "base", "residual"):
         click.echo(f"  {k:<9} {L[k]:>10} bytes  {B[k]:.4f} bpp")

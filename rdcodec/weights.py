@@ -123,6 +123,16 @@ def known_weights() -> dict[int, str]:
             if "decoder" not in e}
 
 
+def encoders_of(decoder: str | None) -> list[str]:
+    """The registered encoder weights that write files with ``decoder``'s id: a file cannot say
+    which of them (or the decoder's own encoder) made it."""
+    try:
+        _, reg = _registry()
+    except WeightsError:
+        return []
+    return sorted(n for n, e in reg["weights"].items() if decoder is not None and e.get("decoder") == decoder)
+
+
 _CONSTANT_BUFFERS = ("pedestal", "lower_bound.bound")  # GDN constants: not stored
 
 

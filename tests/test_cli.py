@@ -45,6 +45,22 @@ def test_encode_decode_info(tmp_path, png):
     assert "bpp" in r.output and "residual" in r.output
 
 
+def test_info_names_the_decoder_and_the_encoders_that_share_it(tmp_path, png):
+    """The default rdc-v22 is encoder weights on rdc-v19's decoder: its files carry rdc-v19's id,
+    and info says that rdc-v22 may have made them."""
+    from rdcodec import weights
+
+    default = weights.load(None)[2]
+    out = tmp_path / "x.rdc"
+    assert run("encode", png, "-o", out).exit_code == 0
+    i = json.loads(run("info", out, "--json").stdout)
+    decoder = default.decoder.name if default.decoder else default.name
+    assert i["weights"] == decoder
+    assert (default.name in i["encoders"]) == (default.decoder is not None)
+    if i["encoders"]:
+        assert f"made by its own encoder or by {', '.join(i['encoders'])}" in run("info", out).output
+
+
 def test_default_output_names(tmp_path, png):
     assert run("encode", png).exit_code == 0
     assert (tmp_path / "in.rdc").exists()
