@@ -167,7 +167,7 @@ def encode(image: ImageSource, alpha: float = 0.5, residual: bool = True, *, wei
     tens of times the encode time at N = 50, for a better file that every decoder reads);
     ``progress(step, N)`` follows the steps. ``output_filter=True`` fits a Wiener filter to this
     image's beta = 0 output and writes it into the residual layer when it pays for its bytes
-    (:mod:`rdcodec.wiener`; about 2x the encode time; the file is format version 2 or 3).
+    (:mod:`rdcodec.wiener`; about 3x the encode time; the file is format version 2 or 3).
     """
     return compress(image, alpha, residual, weights=weights, device=device, check_residual=check_residual,
                     reconstruct=False, refine=refine, progress=progress, output_filter=output_filter).data
@@ -200,6 +200,7 @@ def info(data: bytes | str | Path) -> dict[str, Any]:
     f = container.unpack(data, ignore_residual_errors=True)
     h = f.header
     pixels = h.width * h.height
+    decoder = _weights.known_weights().get(h.weights_id)
     layers = {"header": container.HEADER_SIZE, "base": h.base_len,
               "residual": len(f.residual) if f.residual is not None else 0}
     out = {
@@ -209,8 +210,8 @@ def info(data: bytes | str | Path) -> dict[str, Any]:
         "bpp_layers": {k: 8 * v / pixels for k, v in layers.items()},
         "residual": "present" if f.residual is not None else ("absent" if not h.has_residual else "dropped"),
         "weights_id": f"{h.weights_id:08x}",
-        "weights": _weights.known_weights().get(h.weights_id),
-        "encoders": _weights.encoders_of(_weights.known_weights().get(h.weights_id)),
+        "weights": decoder,
+        "encoders": _weights.encoders_of(decoder),
     }
     if f.residual_error:
         out["residual_error"] = f.residual_error
