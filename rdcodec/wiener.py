@@ -329,8 +329,8 @@ def normal_equations(x0: torch.Tensor, target: np.ndarray, rho: int = max(RADII)
     Features and each band's products are float32 (a band holds at most 2^17 pixels, a
     phase a quarter of them), summed over bands in float64. Images over 4 MP contribute
     evenly spaced bands only."""
-    v = x0[0].detach().to("cpu", torch.float32) * 255.0
-    xc = x0.detach().to("cpu", torch.float32)
+    xc = x0.detach().to("cpu", torch.float32)  # [0, 1] units, for the classes
+    v = xc[0] * 255.0
     t = torch.tensor(target).permute(2, 0, 1).float()
     h, w = v.shape[1:]
     offs = diamond(rho)

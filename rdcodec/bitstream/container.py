@@ -201,7 +201,7 @@ def join_strings(z: bytes, y: bytes) -> bytes:
 def split_strings(base: bytes, layer: str = "base layer", first: str = "z") -> tuple[bytes, bytes]:
     """Inverse of :func:`join_strings`: (z string, y string); raises ``CorruptError`` if malformed.
 
-    The residual layer of a version-2 file has the same form, (output filter, s string):
+    The residual layer of a version-2 or -3 file has the same form, (output filter, s string):
     ``layer`` and ``first`` name the parts in the error messages."""
     n, shift, i = 0, 0, 0
     while True:
