@@ -1,10 +1,11 @@
 """Image <-> .rdc bytes: the compress and decompress entry points.
 
 compress(x, alpha):
-    1. pad x to a multiple of 64 (edge replication); y = g_a(x)
+    1. pad x to a multiple of 32 (edge replication); y = g_a(x)
     2. gains for alpha (alpha is first rounded to the 16 bits stored in the header)
-    3. z symbols = round(h_a(y * G_y) * G_z)                    -> factorized coder
-    4. means, scales = h_s(z_sym * G_z^-1)  (float64, CPU, snapped to tables)
+    3. z symbols = round(h_a(y * G_y) * G_z), with y * G_y edge-replicated to a multiple of 4
+       latent positions                                          -> factorized coder
+    4. means, scales = h_s(z_sym * G_z^-1), cut to y's size (float64, CPU, snapped to tables)
     5. y symbols = round(y * G_y - means)                        -> Gaussian coder
        (weights with a context model: in passes, each refining the means and scales of
        its positions from the symbols of the passes before, all in the same string:
@@ -18,6 +19,11 @@ compress(x, alpha):
 decompress(data, beta) runs steps 4, 6 and 7 backwards from the decoded symbols, takes
 r' = W(x_hat_1 + r) - x_hat_1 when the file has a filter, and renders
 x_bar = x_hat_1 + (1 - beta) * r (Eq. 9), clamped to [0, 1] only at the output.
+
+Files of format versions 1 to 3 were coded on a 64-pixel grid (the image padded to a multiple of
+64, so the latent is a multiple of 4 positions); the decoder reads the grid from the header
+(``container.Header.grid``). The 32-pixel grid spends no bits on up to 32 of the rows and columns
+of padding the coarse grid needs: about 12% of a 224 x 224 image's bits (``docs/model.md``).
 
 The encoder derives its reconstruction with exactly the decoder's functions, so
 ``decompress(compress(x).data)`` equals ``compress(x).render(beta)`` pixel for pixel.
@@ -51,10 +57,10 @@ from .entropy.tables import Y_RANGE, Z_RANGE, scale_indices, snap_means
 from .errors import CorruptError, LimitError, RdcError, WeightsError
 from .model import tiling
 from .model.context import anchor_mask
-from .model.rdc import CodingModel
+from .model.rdc import CodingModel, hyper_input
 from .refine import refine_latent
 
-PAD = 64  # total downsampling of the hyper-latent z
+PAD = container.GRID  # the encoder pads images to a multiple of this (format version 4's grid)
 DEFAULT_MAX_PIXELS = 200_000_000
 
 
@@ -284,8 +290,8 @@ class Codec:
             gains = self.m.gains(alpha_q / container.ALPHA_STEPS)
             (gy, igy), (gz, igz), (gs, igs) = gains["y"], gains["z"], gains["s"]
             yg = y * gy
-            z_sym = torch.round(model.h_a(yg) * gz).clamp_(-Z_RANGE, Z_RANGE).cpu().to(torch.int32)
-            hyper = self.m.y_params(z_sym, igz)
+            z_sym = torch.round(model.h_a(hyper_input(yg)) * gz).clamp_(-Z_RANGE, Z_RANGE).cpu().to(torch.int32)
+            hyper = self.m.y_params(z_sym, igz, yg.shape[-2:])
             y_sym, mu, scales, y_str = self._encode_y(yg.cpu(), hyper, clock)
             y_hat = ((y_sym + mu).to(dev)) * igy
         with clock("entropy"):
@@ -359,15 +365,17 @@ class Codec:
                              output_filter=output_filter), lo
 
     # ------------------------------------------------------------------ decode
-    def decode_y(self, y_str: bytes, z_sym: torch.Tensor, igz: torch.Tensor, clock: _Clock | None = None):
-        """The y string -> (int32 symbols (1, M, h, w), snapped means, scales before the table).
+    def decode_y(self, y_str: bytes, z_sym: torch.Tensor, igz: torch.Tensor, shape: tuple[int, int],
+                 clock: _Clock | None = None):
+        """The y string of a latent of ``shape`` (h, w) -> (int32 symbols (1, M, h, w), snapped
+        means, scales before the table).
 
         With a context model: the passes of :func:`rdcodec.model.channel.run_passes`, in the
         encoder's order, each decoded with the parameters refined from the passes before.
         """
         clock = clock or _Clock(None, self.m.device)
         with clock("hyper"):
-            hyper = self.m.y_params(z_sym, igz)
+            hyper = self.m.y_params(z_sym, igz, shape)
         if self.m.context64 is None:
             mu, y_idx, scales = self._y_model(hyper)
             with clock("entropy"):
@@ -400,7 +408,8 @@ class Codec:
         if head.weights_id != self.weights_id:
             raise WeightsError(_weights_mismatch(head.weights_id, self.weights_id, self.weights_name))
         h, w = head.height, head.width
-        hp, wp = h + (-h % PAD), w + (-w % PAD)
+        hl, wl = head.latent_shape
+        hz, wz = -(-hl // 4), -(-wl // 4)
         model, dev = self.m.model, self.m.device
         clock = _Clock(timings, dev)
         N = model.config.N
@@ -416,12 +425,12 @@ class Codec:
                     if not ignore_residual_errors:
                         raise CorruptError(f"{e}; --ignore-residual-errors decodes the base layer alone") from None
                     s_str, notes = None, {"residual_dropped": str(e)}
-            zc = coder.decode_factorized(z_str, self.m.z_pmf, Z_RANGE, (hp // 64) * (wp // 64))
+            zc = coder.decode_factorized(z_str, self.m.z_pmf, Z_RANGE, hz * wz)
         with clock("hyper"):
             gains = self.m.gains(head.alpha)
             (_, igy), (_, igz), (_, igs) = gains["y"], gains["z"], gains["s"]
-            z_sym = torch.from_numpy(zc).reshape(1, N, hp // 64, wp // 64)
-        y_sym, mu, _ = self.decode_y(y_str, z_sym, igz, clock)
+            z_sym = torch.from_numpy(zc).reshape(1, N, hz, wz)
+        y_sym, mu, _ = self.decode_y(y_str, z_sym, igz, (hl, wl), clock)
         with clock("hyper"):
             y_hat = ((torch.from_numpy(y_sym).float() + mu).to(dev)) * igy
         s_hat = None

@@ -247,3 +247,57 @@ def test_every_registered_weights_file_is_shipped_intact():
         assert (ROOT / "weights" / f"{name}.md").is_file(), f"{name} has no model card"
     # encoder weights make files with their decoder's id (tests/test_weights.py)
     assert len(weights.known_weights()) == sum("decoder" not in e for e in reg["weights"].values())
+
+
+# -- the latent grid: files of versions 1-3 (64-pixel grid) and version 4 (32-pixel grid) -------
+
+def _golden_crop(example) -> np.ndarray:
+    """The 200x136 crop that tests/data/golden-*.rdc were made from (not a multiple of 64)."""
+    return np.ascontiguousarray(example[100:236, 300:500])
+
+
+@pytest.mark.parametrize("version", [1, 3])
+def test_files_of_earlier_versions_decode_as_they_did(codec, example, version):
+    """Files written by rdcodec before version 4 (session 25, alpha 0.6; version 3 with --filter)
+    lie on the 64-pixel grid; they decode to what that rdcodec's decoder gave (stored as PNG)."""
+    from PIL import Image
+
+    data = (ROOT / f"tests/data/golden-v{version}-200x136.rdc").read_bytes()
+    assert data[4] == version and container.parse_header(data).latent_shape == (12, 16)
+    recon, _ = codec.decompress(data)
+    then = np.asarray(Image.open(ROOT / f"tests/data/golden-v{version}-200x136-beta0.png")).astype(int)
+    diff = np.abs(recon.render(0.0).astype(int) - then)
+    # bit-exact on the machine that wrote them; float synthesis may round a few pixels apart elsewhere
+    assert diff.max() <= 2 and diff.mean() < 0.02
+    assert psnr(recon.render(0.0), _golden_crop(example)) > 32.0
+
+
+def test_the_32_pixel_grid_spends_fewer_bits_on_padding(codec, example):
+    """The same image and alpha as the version-1 golden file: version 4 with 10x14 latents instead
+    of 12x16, and a smaller file for at least the same quality."""
+    img = _golden_crop(example)
+    c = codec.compress(img, 0.6)
+    head = container.parse_header(c.data)
+    assert head.version == 4 and head.latent_shape == (10, 14)
+    old = (ROOT / "tests/data/golden-v1-200x136.rdc").read_bytes()
+    assert len(c.data) < 0.95 * len(old)
+    recon, _ = codec.decompress(c.data)
+    for beta in (0.0, 1.0):
+        assert np.array_equal(recon.render(beta), c.recon.render(beta))
+    old_recon, _ = codec.decompress(old)
+    assert psnr(recon.render(0.0), img) > psnr(old_recon.render(0.0), img) - 0.1
+
+
+@pytest.mark.parametrize("shape", [(224, 224), (136, 200), (96, 160)])
+def test_latents_that_are_not_a_multiple_of_4_positions(codec, example, shape):
+    """14x14, 10x14 and 6x10 latents: z comes from the latent edge-replicated to a multiple of 4,
+    h_s's parameters are cut back; encoder and decoder agree, with and without the filter, and a
+    stripped file stays on its grid."""
+    img = np.ascontiguousarray(example[:shape[0], :shape[1]])
+    for kw in ({}, {"output_filter": True}):
+        c = codec.compress(img, 0.3, **kw)
+        assert c.data[4] == 4
+        recon, _ = codec.decompress(c.data)
+        assert np.array_equal(recon.render(0.0), c.recon.render(0.0))
+        base, _ = codec.decompress(container.strip_residual(c.data))
+        assert np.array_equal(base.render(1.0), c.recon.render(1.0))

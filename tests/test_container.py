@@ -9,7 +9,7 @@ BASE, RES = b"B" * 100, b"R" * 40
 
 
 def make(residual=RES):
-    return c.pack(0x1234ABCD, 640, 480, 32768, BASE, residual)
+    return c.pack(0x1234ABCD, 640, 512, 32768, BASE, residual)
 
 
 def test_round_trip_and_layout():
@@ -19,12 +19,12 @@ def test_round_trip_and_layout():
     f = c.unpack(data)
     assert f.base == BASE and f.residual == RES and f.residual_error is None
     h = f.header
-    assert (h.weights_id, h.width, h.height, h.alpha_q, h.has_residual) == (0x1234ABCD, 640, 480, 32768, True)
+    assert (h.weights_id, h.width, h.height, h.alpha_q, h.has_residual) == (0x1234ABCD, 640, 512, 32768, True)
 
 
 def test_version_2_carries_the_filter_at_the_start_of_the_residual_layer():
     flt = b"F" * 7
-    data = c.pack(0x1234ABCD, 640, 480, 32768, BASE, RES, flt)
+    data = c.pack(0x1234ABCD, 640, 512, 32768, BASE, RES, flt)
     assert make()[4] == 1 and data[4] == 2  # a file without a filter is still version 1
     f = c.unpack(data)
     assert f.header.has_filter and f.header.has_residual and f.base == BASE
@@ -34,11 +34,42 @@ def test_version_2_carries_the_filter_at_the_start_of_the_residual_layer():
 
 
 def test_version_3_is_written_when_the_filter_asks_for_it():
-    data = c.pack(0x1234ABCD, 640, 480, 32768, BASE, RES, b"F" * 7, filter_version=3)
+    data = c.pack(0x1234ABCD, 640, 512, 32768, BASE, RES, b"F" * 7, filter_version=3)
     f = c.unpack(data)
     assert data[4] == 3 and f.header.version == 3 and f.header.has_filter
     assert c.split_strings(f.residual, "residual layer", "output filter") == (b"F" * 7, RES)
     assert c.strip_residual(data) == make(None)  # a stripped file is version 1 again
+
+
+def test_version_4_only_when_the_32_pixel_grid_differs_from_the_64_pixel_one():
+    def pack(w, h, **kw):
+        return c.pack(1, w, h, 0, BASE, RES, **kw)
+
+    # 640x512 and 500x375 pad to the same latents on both grids: earlier rdcodec reads them
+    for w, h in ((640, 512), (500, 375), (64, 64)):
+        assert pack(w, h)[4] == 1 and c.parse_header(pack(w, h)).grid == c.COARSE_GRID
+    # 224x224: 14x14 latents on the 32-pixel grid, 16x16 on the 64-pixel one
+    for w, h in ((224, 224), (640, 480), (96, 64), (33, 1)):
+        head = c.parse_header(pack(w, h))
+        assert head.version == 4 and head.grid == c.GRID == 32
+        assert head.latent_shape == (-(-h // 32) * 2, -(-w // 32) * 2)
+    v4 = pack(224, 224, output_filter=b"F" * 7, filter_version=3)
+    assert v4[4] == 4 and c.unpack(v4).header.has_filter
+    # the coarse grid can still be written (stripping an older file keeps its grid)
+    assert pack(224, 224, grid=c.COARSE_GRID)[4] == 1
+    assert c.parse_header(pack(224, 224, grid=c.COARSE_GRID)).latent_shape == (16, 16)
+    with pytest.raises(ValueError, match="grid"):
+        pack(224, 224, grid=16)
+
+
+def test_stripping_keeps_the_latent_grid():
+    v4 = c.pack(1, 224, 200, 0, BASE, RES, b"F", filter_version=2)
+    stripped = c.strip_residual(v4)
+    assert stripped[4] == 4 and c.unpack(stripped).residual is None
+    assert c.parse_header(stripped).latent_shape == c.parse_header(v4).latent_shape == (14, 14)
+    old = c.pack(1, 224, 200, 0, BASE, RES, b"F", filter_version=3, grid=c.COARSE_GRID)
+    assert old[4] == 3 and c.strip_residual(old)[4] == 1
+    assert c.parse_header(c.strip_residual(old)).latent_shape == (16, 16)
 
 
 def test_filter_without_residual_layer_cannot_be_written():
@@ -55,7 +86,8 @@ def _with_flags(data: bytes, version: int, flags: int) -> bytes:
     return bytes(head) + data[c.HEADER_SIZE:]
 
 
-@pytest.mark.parametrize("version, flags", [(1, 0x03), (2, 0x02), (2, 0x04), (3, 0x02), (3, 0x05)])
+@pytest.mark.parametrize("version, flags", [(1, 0x03), (2, 0x02), (2, 0x04), (3, 0x02), (3, 0x05),
+                                            (4, 0x02), (4, 0x04)])
 def test_flags_a_version_does_not_have_are_refused(version, flags):
     """Version 1 has no filter bit; the filter bit needs the residual bit; unknown bits are errors."""
     with pytest.raises(CorruptError):

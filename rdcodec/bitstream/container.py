@@ -4,10 +4,11 @@ Layout (all integers little-endian; see ``docs/format.md``)::
 
     offset size  field
      0     4     magic            b"\\x8bRDC"
-     4     1     version          1; 2 or 3 when flag bit 1 is set (FORMAT_VERSION is the newest read)
+     4     1     version          1; 2 or 3 when flag bit 1 is set; 4 for the 32-pixel latent grid
+                                  (FORMAT_VERSION is the newest read)
      5     1     flags            bit 0: a residual layer was written
-                                  bit 1: the residual layer starts with an output filter (versions 2, 3;
-                                  3 allows the filter's direction classes and shared taps)
+                                  bit 1: the residual layer starts with an output filter (versions 2-4;
+                                  3 and 4 allow the filter's direction classes and shared taps)
      6     4     weights_id       first 4 bytes of the SHA-256 of the weights file
     10     2     width            1..65535
     12     2     height           1..65535
@@ -20,6 +21,12 @@ Layout (all integers little-endian; see ``docs/format.md``)::
     36     ...   base layer: varint len(z string), z string, y string
     ...    ...   residual layer: s string, or with flag bit 1
                    varint len(filter), filter (``rdcodec.wiener``), s string
+
+The latents lie on a grid the header implies (:func:`latent_size`): versions 1 to 3 pad the
+image to a multiple of 64 pixels, version 4 to a multiple of 32 (so the latent's sides stay even,
+as the checkerboard's coding form needs). The encoder uses the 32-pixel grid and writes
+version 4 only when it differs from the 64-pixel one for the image's size
+(:func:`fine_grid_differs`); otherwise the file is what earlier rdcodec wrote.
 
 A file that ends exactly after the base layer is a valid base-only file (the residual
 layer was cut off, e.g. by a server that only sends the first layer), so the base layer
@@ -35,11 +42,18 @@ from dataclasses import dataclass
 from ..errors import CorruptError, NotRdcError, VersionError
 
 MAGIC = b"\x8bRDC"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 FLAG_RESIDUAL = 0x01
 FLAG_FILTER = 0x02
 # the flag bits each version may set
-_FLAGS = {1: FLAG_RESIDUAL, 2: FLAG_RESIDUAL | FLAG_FILTER, 3: FLAG_RESIDUAL | FLAG_FILTER}
+_FLAGS = {1: FLAG_RESIDUAL, 2: FLAG_RESIDUAL | FLAG_FILTER, 3: FLAG_RESIDUAL | FLAG_FILTER,
+          4: FLAG_RESIDUAL | FLAG_FILTER}
+#: Pixels per latent position (the analysis transform downsamples by 16).
+LATENT_STRIDE = 16
+#: The image is padded to a multiple of GRID pixels (version 4) or COARSE_GRID (versions 1-3,
+#: four latent positions per hyper-latent position).
+GRID, COARSE_GRID = 32, 64
+GRID_VERSION = 4
 _HEADER = struct.Struct("<4sBBIHHHIIIII")
 HEADER_SIZE = _HEADER.size  # 36
 ALPHA_STEPS = 65535
@@ -75,6 +89,16 @@ class Header:
         """Whether the residual layer starts with a Wiener output filter (``rdcodec.wiener``)."""
         return bool(self.flags & FLAG_FILTER)
 
+    @property
+    def grid(self) -> int:
+        """The padding grid of the latents: :data:`GRID` from version 4, else :data:`COARSE_GRID`."""
+        return GRID if self.version >= GRID_VERSION else COARSE_GRID
+
+    @property
+    def latent_shape(self) -> tuple[int, int]:
+        """(h, w) of the latent ``y`` (:func:`latent_size` of the height and width)."""
+        return latent_size(self.height, self.grid), latent_size(self.width, self.grid)
+
 
 @dataclass(frozen=True)
 class RdcFile:
@@ -91,26 +115,50 @@ def quantize_alpha(alpha: float) -> int:
     return int(round(alpha * ALPHA_STEPS))
 
 
+def latent_size(n: int, grid: int = GRID) -> int:
+    """Latent positions along a side of ``n`` pixels padded to a multiple of ``grid``.
+
+    >>> latent_size(224), latent_size(224, COARSE_GRID), latent_size(500), latent_size(500, COARSE_GRID)
+    (14, 16, 32, 32)
+    >>> latent_size(136), latent_size(136, COARSE_GRID)
+    (10, 12)
+    """
+    return -(-n // grid) * grid // LATENT_STRIDE
+
+
+def fine_grid_differs(width: int, height: int) -> bool:
+    """Whether the 32-pixel grid gives other latent sizes than the 64-pixel one for this image
+    (then its file must be version 4; otherwise both grids are the same and it need not be)."""
+    return any(latent_size(n) != latent_size(n, COARSE_GRID) for n in (width, height))
+
+
 def _crc(data: bytes) -> int:
     return zlib.crc32(data) & 0xFFFFFFFF
 
 
 def pack(weights_id: int, width: int, height: int, alpha_q: int, base: bytes,
-         residual: bytes | None, output_filter: bytes | None = None, filter_version: int = 2) -> bytes:
-    """Assemble a file from its layers; ``output_filter`` (serialized, ``rdcodec.wiener``) goes at
-    the start of the residual layer and makes the file ``filter_version`` (2, or 3 for a filter
-    with classes or shared taps: ``OutputFilter.format_version``). Without it the file is
-    version 1, byte for byte what rdcodec wrote before version 2 existed."""
+         residual: bytes | None, output_filter: bytes | None = None, filter_version: int = 2,
+         grid: int = GRID) -> bytes:
+    """Assemble a file from its layers, coded on the latent ``grid`` (:data:`GRID` or
+    :data:`COARSE_GRID`); ``output_filter`` (serialized, ``rdcodec.wiener``) goes at the start of
+    the residual layer and makes the file ``filter_version`` (2, or 3 for a filter with classes
+    or shared taps: ``OutputFilter.format_version``). Without it the file is version 1, byte for
+    byte what rdcodec wrote before version 2 existed; either way it is version 4 when ``grid`` is
+    :data:`GRID` and that differs from the coarse grid for this size (:func:`fine_grid_differs`)."""
     if not (1 <= width <= 0xFFFF and 1 <= height <= 0xFFFF):
         raise ValueError(f"image size {width}x{height} is outside 1..65535")
     if output_filter is not None and residual is None:
         raise ValueError("an output filter belongs to the residual layer; there is none")
     if filter_version not in (2, 3):
         raise ValueError(f"an output filter is written in format version 2 or 3, not {filter_version}")
+    if grid not in (GRID, COARSE_GRID):
+        raise ValueError(f"the latent grid is {GRID} or {COARSE_GRID} pixels, not {grid}")
     flags = FLAG_RESIDUAL if residual is not None else 0
     version = 1
     if output_filter is not None:
         residual, flags, version = join_strings(output_filter, residual), flags | FLAG_FILTER, filter_version
+    if grid == GRID and fine_grid_differs(width, height):
+        version = GRID_VERSION
     res = residual or b""
     head = _HEADER.pack(MAGIC, version, flags, weights_id, width, height, alpha_q,
                         len(base), _crc(base), len(res), _crc(res) if residual is not None else 0, 0)
@@ -176,10 +224,11 @@ def base_only_size(data: bytes) -> int:
 
 
 def strip_residual(data: bytes) -> bytes:
-    """The same file without its residual layer (losslessly: the base layer is untouched)."""
+    """The same file without its residual layer (losslessly: the base layer is untouched). It keeps
+    the file's latent grid, so a version-4 file stays version 4; the others become version 1."""
     f = unpack(data)
     h = f.header
-    return pack(h.weights_id, h.width, h.height, h.alpha_q, f.base, None)
+    return pack(h.weights_id, h.width, h.height, h.alpha_q, f.base, None, grid=h.grid)
 
 
 # -- base layer: two range-coded strings, z first ---------------------------------------
@@ -201,7 +250,7 @@ def join_strings(z: bytes, y: bytes) -> bytes:
 def split_strings(base: bytes, layer: str = "base layer", first: str = "z") -> tuple[bytes, bytes]:
     """Inverse of :func:`join_strings`: (z string, y string); raises ``CorruptError`` if malformed.
 
-    The residual layer of a version-2 or -3 file has the same form, (output filter, s string):
+    The residual layer of a file with an output filter (versions 2 to 4) has the same form, (output filter, s string):
     ``layer`` and ``first`` name the parts in the error messages."""
     n, shift, i = 0, 0, 0
     while True:
