@@ -338,10 +338,14 @@ def report(folder: Path, ours: str = "rdcodec", mse: str = "rdcodec-mse-v1", pre
     if ours != "rdcodec":  # named weights keep their own copy, which the next default's report leaves alone
         (folder / f"bd_acc-{ours}.json").write_text(text)
 
+    # the plots show what the table compares: our curves at every beta, the anchors, the original
+    shown = {n: d for n, d in curves.items()
+             if n in anchors or n == "uncompressed" or n.startswith(f"{ours}-beta")}
     title = f"ImageNet sample, protocol {folder.name[-1]}, {next(iter(curves.values()))['images']} images"
-    _plot(curves, f"top1-{HEADLINE}", f"top-1 (%), {HEADLINE}", title, ours, folder / "accuracy.png")
+    _plot(shown, f"top1-{HEADLINE}", f"top-1 (%), {HEADLINE}", title, ours, folder / "accuracy.png")
     if segmented:
-        _plot(segmented, SEG_KEY, f"mIoU vs. original (%), {SEGMENTER}", title, ours, folder / "segmentation.png")
+        _plot({n: d for n, d in segmented.items() if n in shown}, SEG_KEY, f"mIoU vs. original (%), {SEGMENTER}",
+              title, ours, folder / "segmentation.png")
     return table
 
 
@@ -350,8 +354,10 @@ def _plot(curves: dict, key: str, ylabel: str, title: str, ours: str, path: Path
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.set_prop_cycle(color=plt.get_cmap("tab20").colors)
     for name, doc in curves.items():
         r = doc["results"]
         if name == "uncompressed":
@@ -360,11 +366,14 @@ def _plot(curves: dict, key: str, ylabel: str, title: str, ours: str, path: Path
         style = "-o" if name.startswith(ours + "-") else "--s"
         ax.plot(r["bpp"], r[key], style, ms=3, lw=1.2, label=name)
     ax.set_xscale("log")
+    ax.set_xticks([t for t in (0.1, 0.2, 0.3, 0.5, 1, 2, 3, 5) if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]])
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("bits per pixel")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
