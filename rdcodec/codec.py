@@ -211,7 +211,7 @@ class Codec:
     def analyze(self, image: np.ndarray) -> Analysis:
         """``y = g_a(x)`` of an (H, W, 3) uint8 image; independent of alpha, so reusable.
 
-        The image is padded to a multiple of 64 by edge replication; large images run
+        The image is padded to a multiple of 32 by edge replication; large images run
         ``g_a`` tile by tile (:mod:`rdcodec.model.tiling`).
         """
         h, w = image.shape[:2]

@@ -14,7 +14,7 @@ I;16 / I / F       16-bit or float samples are reduced to 8 bits, rounded (warni
 16-bit RGB(A) PNG  Pillow keeps the high byte of each sample (warning)
 CMYK / YCbCr / ..  converted to RGB by Pillow (warning)
 EXIF orientation   applied before coding, so the decoded image is upright
-1x1, 1xN, Nx1      coded as is (the transform pads to a multiple of 64)
+1x1, 1xN, Nx1      coded as is (the transform pads to a multiple of 32)
 =================  ==================================================================
 
 Images larger than 65535 pixels on a side, files Pillow refuses (truncated files,
