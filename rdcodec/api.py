@@ -205,6 +205,7 @@ def info(data: bytes | str | Path) -> dict[str, Any]:
               "residual": len(f.residual) if f.residual is not None else 0}
     out = {
         "format_version": h.version, "width": h.width, "height": h.height,
+        "latent_grid": h.grid, "latent_shape": list(h.latent_shape),
         "alpha": round(h.alpha, 6), "bytes": len(data), "layers": layers,
         "bpp": 8 * len(data) / pixels,
         "bpp_layers": {k: 8 * v / pixels for k, v in layers.items()},

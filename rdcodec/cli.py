@@ -180,7 +180,8 @@ _verbose = click.option("-v", "--verbose", is_flag=True, help="Also print timing
               help="Fit a Wiener filter to this image's beta=0 output and write it into the residual layer "
                    "when it pays for its bytes (on Kodak about 0.25-0.37 dB more at beta=0 for 2-3% more "
                    "bytes, -6% BD-rate; about 3x the encode time). The file is format version 2, or 3 for a "
-                   "filter with direction classes or shared taps. With a size or PSNR target every probe "
+                   "filter with direction classes or shared taps (4 when its size is coded on the 32-pixel "
+                   "latent grid). With a size or PSNR target every probe "
                    "fits its filter.")
 @_jobs
 @_verbose
@@ -334,6 +335,8 @@ def info(input: str, as_json: bool) -> None:
     enc = f"; made by its own encoder or by {', '.join(i['encoders'])}" if i["encoders"] else ""
     click.echo(f"{input}: rdcodec format {i['format_version']}, {i['width']}x{i['height']}, "
                f"alpha {i['alpha']:.4f}, weights {i['weights'] or 'unknown'} ({i['weights_id']}{enc})")
+    hl, wl = i["latent_shape"]
+    click.echo(f"  latents   {hl}x{wl} on the {i['latent_grid']}-pixel grid")
     click.echo(f"  total     {i['bytes']:>10} bytes  {i['bpp']:.4f} bpp")
     for k in ("header", "base", "residual"):
         click.echo(f"  {k:<9} {L[k]:>10} bytes  {B[k]:.4f} bpp")

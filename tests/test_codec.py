@@ -279,6 +279,8 @@ def test_the_32_pixel_grid_spends_fewer_bits_on_padding(codec, example):
     c = codec.compress(img, 0.6)
     head = container.parse_header(c.data)
     assert head.version == 4 and head.latent_shape == (10, 14)
+    info = rdcodec.api.info(c.data)
+    assert (info["format_version"], info["latent_grid"], info["latent_shape"]) == (4, 32, [10, 14])
     old = (ROOT / "tests/data/golden-v1-200x136.rdc").read_bytes()
     assert len(c.data) < 0.95 * len(old)
     recon, _ = codec.decompress(c.data)
