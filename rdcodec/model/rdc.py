@@ -161,9 +161,9 @@ class RDCModel(nn.Module):
                 "bits_y": bits(y_lik), "bits_z": bits(z_lik)}
 
     def y_entropy_params(self, yg: torch.Tensor, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Means and scales of the gained latent ``yg``: ``h_s(z_hat)``, refined by the context
-        model when the model has one (:meth:`y_context`)."""
-        means, scales = self.h_s(z_hat)
+        """Means and scales of the gained latent ``yg``: ``h_s(z_hat)`` cut to ``yg``'s size
+        (:func:`crop_params`), refined by the context model when the model has one (:meth:`y_context`)."""
+        means, scales = crop_params(*self.h_s(z_hat), *yg.shape[-2:])
         if self.context is not None:
             means, scales = self.y_context(yg, means, scales)
         return means, scales
