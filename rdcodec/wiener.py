@@ -34,7 +34,7 @@ Coefficients are integers: ``w = q / 2**9``, ``u = q / 2**11``, ``b = q / 2**4``
 ``[-Y_RANGE, Y_RANGE]``. Serialized (:meth:`OutputFilter.to_bytes`)::
 
     byte 0          rho | 0x80 if 4 phases | 0x40 if shared taps | 0x20 if classes are merged
-                    into more than one group (0x40 and 0x20: format version 3 only)
+                    into more than one group (0x40 and 0x20: format versions 3 and 4 only)
     5 bytes         with 0x20 only: the merge table, class -> group, in first-use order
     indices         one scale index per (phase, group, channel, coefficient group), the groups
                     being taps / cross / bias; with shared taps the taps' index comes once,
