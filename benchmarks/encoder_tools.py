@@ -11,6 +11,13 @@ file is decoded by the decoder before it is measured.
 
 Output: mean bpp and PSNR per variant and alpha, per-image values, and BD-rate / BD-PSNR
 (``rdcodec.eval.bjontegaard``) of every variant against the plain, filtered and refined ones.
+
+Runs on parts of a folder (a long run split over sessions) combine into one summary, with the
+BD-rate of every variant against the classical codecs measured on the same images by
+``benchmarks/rd.py``:
+
+    python benchmarks/encoder_tools.py --merge a.json b.json --anchors benchmarks/results/kodak \
+        --out benchmarks/results/kodak-encoder-tools/summary.json
 """
 
 from __future__ import annotations
@@ -25,11 +32,64 @@ import numpy as np
 import torch
 
 VARIANTS = ("plain", "filter", "refine", "refine+filter")
+#: classical curves (``benchmarks/rd.py``'s JSON files) that ``--anchors`` compares against
+CLASSICAL = ("hevc", "avif", "jpeg2000", "webp", "jpegxl", "jpeg")
+
+
+def summarize(per_image: dict, anchors: dict[str, dict] | None = None) -> tuple[dict, dict]:
+    """(mean curves, BD table) from per-image values ``{variant: {"bpp"|"psnr": [alpha][image]}}``:
+    every variant against the plain, filtered and refined ones, and against each ``anchors``
+    curve (``{name: {"bpp": [...], "psnr": [...]}}``, means over the same images)."""
+    from rdcodec.eval.bjontegaard import bd_quality, bd_rate
+
+    curves = {v: {k: [float(np.mean(r)) for r in per_image[v][k]] for k in ("bpp", "psnr")} for v in VARIANTS}
+    refs = {**{v: curves[v] for v in VARIANTS[:3]}, **(anchors or {})}
+    bd = {}
+    for a in VARIANTS:
+        for b, cb in refs.items():
+            if a != b and len(curves[a]["bpp"]) >= 2:
+                ca = curves[a]
+                bd[f"{a} vs {b}"] = {"bd_rate_percent": bd_rate(cb["bpp"], cb["psnr"], ca["bpp"], ca["psnr"]),
+                                     "bd_psnr_db": bd_quality(cb["bpp"], cb["psnr"], ca["bpp"], ca["psnr"])}
+    return curves, bd
+
+
+def merge(parts: list[Path], out: Path, anchors: Path | None = None) -> dict:
+    """One summary from the summaries of runs on disjoint images with the same alphas, weights and
+    steps; ``anchors`` is a folder of ``benchmarks/rd.py`` results on all of those images."""
+    docs = [json.loads(p.read_text()) for p in parts]
+    for key in ("weights", "refine_steps", "alphas"):
+        if len({json.dumps(d[key]) for d in docs}) != 1:
+            raise SystemExit(f"cannot merge runs with different {key}: {[d[key] for d in docs]}")
+    images = [im for d in docs for im in d["images"]]
+    if len(set(images)) != len(images):
+        raise SystemExit("cannot merge runs that share images")
+    per_image = {v: {k: [sum((d["per_image"][v][k][j] for d in docs), []) for j in range(len(docs[0]["alphas"]))]
+                     for k in ("bpp", "psnr")} for v in VARIANTS}
+    ref = {}
+    for name in CLASSICAL if anchors else ():
+        path = anchors / f"{name}.json"
+        if path.exists():
+            r = json.loads(path.read_text())["results"]
+            ref[name] = {"bpp": r["bpp"], "psnr": r["psnr-rgb"]}
+    curves, bd = summarize(per_image, ref)
+    doc = {**{k: docs[0][k] for k in ("weights", "refine_steps", "alphas")}, "images": images,
+           "curves": curves, "bd": bd, "per_image": per_image,
+           "wall_s": sum(d["wall_s"] for d in docs), "merged_from": [str(p) for p in parts]}
+    if anchors:
+        doc["anchors"] = str(anchors)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=1) + "\n")
+    return doc
 
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("folder", type=Path)
+    ap.add_argument("folder", type=Path, nargs="?")
+    ap.add_argument("--merge", type=Path, nargs="+", metavar="SUMMARY",
+                    help="measure nothing: combine these summaries (disjoint images) into --out")
+    ap.add_argument("--anchors", type=Path, default=None,
+                    help="with --merge: a folder of benchmarks/rd.py results on the same images")
     ap.add_argument("--limit", type=int, default=0, help="use only the first N images (0: all)")
     ap.add_argument("--alphas", type=float, nargs="+", default=[0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
                     help="alphas (default: the six trained rate points)")
@@ -37,10 +97,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--weights", default=None)
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
+    if args.merge:
+        return merge(args.merge, args.out, args.anchors)
+    if args.folder is None:
+        ap.error("give a folder of images, or --merge")
 
     from rdcodec import api
     from rdcodec.bitstream import container
-    from rdcodec.eval.bjontegaard import bd_quality, bd_rate
     from rdcodec.eval.metrics import psnr
     from rdcodec.image import load_rgb8
 
@@ -66,14 +129,7 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"[{time.perf_counter() - t0:6.0f} s] {path.name} alpha {alpha}: " + "  ".join(
                 f"{v} {per_image[v]['bpp'][j][-1]:.3f} bpp {per_image[v]['psnr'][j][-1]:.2f} dB" for v in VARIANTS),
                 file=sys.stderr, flush=True)
-    curves = {v: {k: [float(np.mean(r)) for r in per_image[v][k]] for k in ("bpp", "psnr")} for v in VARIANTS}
-    bd = {}
-    for a in VARIANTS:
-        for b in VARIANTS[:3]:
-            if a != b and n_a >= 2:
-                ca, cb = curves[a], curves[b]
-                bd[f"{a} vs {b}"] = {"bd_rate_percent": bd_rate(cb["bpp"], cb["psnr"], ca["bpp"], ca["psnr"]),
-                                     "bd_psnr_db": bd_quality(cb["bpp"], cb["psnr"], ca["bpp"], ca["psnr"])}
+    curves, bd = summarize(per_image)
     doc = {"weights": codec.weights_name, "refine_steps": args.steps, "threads": torch.get_num_threads(),
            "images": [p.name for p in files], "alphas": args.alphas, "curves": curves, "bd": bd,
            "per_image": per_image, "wall_s": time.perf_counter() - t0}
