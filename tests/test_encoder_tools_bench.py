@@ -51,7 +51,7 @@ def test_merge_combines_disjoint_runs_and_compares_with_the_classical_curves(tmp
     b = _part(tmp_path / "b.json", ["k3.png"], 1.0)
     anchors = tmp_path / "anchors"
     anchors.mkdir()
-    (anchors / "hevc.json").write_text(json.dumps({"results": {"bpp": [0.1, 0.3, 0.6, 1.2],
+    (anchors / "hevc.json").write_text(json.dumps({"images": 3, "results": {"bpp": [0.1, 0.3, 0.6, 1.2],
                                                                "psnr-rgb": [27.5, 30.0, 32.5, 35.0]}}))
     out = tmp_path / "m.json"
     r = tools.main(["--merge", str(a), str(b), "--anchors", str(anchors), "--out", str(out)])
@@ -63,6 +63,8 @@ def test_merge_combines_disjoint_runs_and_compares_with_the_classical_curves(tmp
     # refinement costs 5% less at the same PSNR in every image: -5% BD-rate against plain
     assert abs(r["bd"]["refine vs plain"]["bd_rate_percent"] + 5.0) < 1e-6
     assert {k for k in r["bd"] if k.endswith(" vs hevc")} == {f"{v} vs hevc" for v in tools.VARIANTS}
+    with pytest.raises(SystemExit, match="mean over 3 images, these runs over 2"):
+        tools.main(["--merge", str(a), "--anchors", str(anchors), "--out", str(out)])
     with pytest.raises(SystemExit, match="share images"):
         tools.main(["--merge", str(a), str(a), "--out", str(out)])
     c = _part(tmp_path / "c.json", ["k9.png"], 0.0)
