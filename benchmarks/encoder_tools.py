@@ -70,10 +70,10 @@ def merge(parts: list[Path], out: Path, anchors: Path | None = None) -> dict:
     for name in CLASSICAL if anchors else ():
         path = anchors / f"{name}.json"
         if path.exists():
-            doc = json.loads(path.read_text())
-            if doc.get("images") != len(images):
-                raise SystemExit(f"{path} is a mean over {doc.get('images')} images, these runs over {len(images)}")
-            ref[name] = {"bpp": doc["results"]["bpp"], "psnr": doc["results"]["psnr-rgb"]}
+            curve = json.loads(path.read_text())
+            if curve.get("images") != len(images):
+                raise SystemExit(f"{path} is a mean over {curve.get('images')} images, these runs over {len(images)}")
+            ref[name] = {"bpp": curve["results"]["bpp"], "psnr": curve["results"]["psnr-rgb"]}
     curves, bd = summarize(per_image, ref)
     doc = {**{k: docs[0][k] for k in ("weights", "refine_steps", "alphas")}, "images": images,
            "curves": curves, "bd": bd, "per_image": per_image,

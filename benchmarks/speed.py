@@ -279,12 +279,11 @@ def job_entropy(png: str, target_bpp: float, reps: int, weights: str | None = No
     f = container.unpack(c.data)
     h = f.header
     z_str, y_str = container.split_strings(f.base)
-    hl, wl = h.latent_shape
-    hz, wz = -(-hl // 4), -(-wl // 4)
+    hz, wz = h.hyper_shape
     zc = coder.decode_factorized(z_str, codec.m.z_pmf, Z_RANGE, hz * wz)
     z_sym = torch.from_numpy(zc).reshape(1, -1, hz, wz)
     _, igz = codec.m.gains(h.alpha)["z"]
-    sym, _, scales = codec.decode_y(y_str, z_sym, igz, (hl, wl))
+    sym, _, scales = codec.decode_y(y_str, z_sym, igz, h.latent_shape)
     idx = scale_indices(scales)
     n = int(sym.size)
 

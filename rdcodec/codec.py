@@ -57,7 +57,7 @@ from .entropy.tables import Y_RANGE, Z_RANGE, scale_indices, snap_means
 from .errors import CorruptError, LimitError, RdcError, WeightsError
 from .model import tiling
 from .model.context import anchor_mask
-from .model.rdc import CodingModel, hyper_input
+from .model.rdc import CodingModel
 from .refine import refine_latent
 
 PAD = container.GRID  # the encoder pads images to a multiple of this (format version 4's grid)
@@ -290,7 +290,7 @@ class Codec:
             gains = self.m.gains(alpha_q / container.ALPHA_STEPS)
             (gy, igy), (gz, igz), (gs, igs) = gains["y"], gains["z"], gains["s"]
             yg = y * gy
-            z_sym = torch.round(model.h_a(hyper_input(yg)) * gz).clamp_(-Z_RANGE, Z_RANGE).cpu().to(torch.int32)
+            z_sym = torch.round(model.h_a(yg) * gz).clamp_(-Z_RANGE, Z_RANGE).cpu().to(torch.int32)
             hyper = self.m.y_params(z_sym, igz, yg.shape[-2:])
             y_sym, mu, scales, y_str = self._encode_y(yg.cpu(), hyper, clock)
             y_hat = ((y_sym + mu).to(dev)) * igy
@@ -408,8 +408,7 @@ class Codec:
         if head.weights_id != self.weights_id:
             raise WeightsError(_weights_mismatch(head.weights_id, self.weights_id, self.weights_name))
         h, w = head.height, head.width
-        hl, wl = head.latent_shape
-        hz, wz = -(-hl // 4), -(-wl // 4)
+        hz, wz = head.hyper_shape
         model, dev = self.m.model, self.m.device
         clock = _Clock(timings, dev)
         N = model.config.N
@@ -430,7 +429,7 @@ class Codec:
             gains = self.m.gains(head.alpha)
             (_, igy), (_, igz), (_, igs) = gains["y"], gains["z"], gains["s"]
             z_sym = torch.from_numpy(zc).reshape(1, N, hz, wz)
-        y_sym, mu, _ = self.decode_y(y_str, z_sym, igz, (hl, wl), clock)
+        y_sym, mu, _ = self.decode_y(y_str, z_sym, igz, head.latent_shape, clock)
         with clock("hyper"):
             y_hat = ((torch.from_numpy(y_sym).float() + mu).to(dev)) * igy
         s_hat = None

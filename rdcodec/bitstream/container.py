@@ -99,6 +99,11 @@ class Header:
         """(h, w) of the latent ``y`` (:func:`latent_size` of the height and width)."""
         return latent_size(self.height, self.grid), latent_size(self.width, self.grid)
 
+    @property
+    def hyper_shape(self) -> tuple[int, int]:
+        """(h, w) of the hyper-latent ``z``: a quarter of :attr:`latent_shape`, rounded up."""
+        return tuple(-(-n // 4) for n in self.latent_shape)
+
 
 @dataclass(frozen=True)
 class RdcFile:

@@ -31,7 +31,6 @@ from dataclasses import asdict, dataclass
 import torch
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from torch import nn
-from torch.nn import functional as F
 
 from .channel import ChannelContext, PhasedChannelContext, rounding_code, run_passes
 from .context import CheckerboardContext, PhasedContext
@@ -70,23 +69,6 @@ class ModelConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def hyper_input(yg: torch.Tensor) -> torch.Tensor:
-    """``y * G_y`` (B, M, h, w) edge-replicated to a multiple of 4 latent positions, the input of
-    ``h_a`` (which downsamples by 4). Images coded on the 32-pixel grid (format version 4) have
-    latent sides that are even but not always multiples of 4; the encoder alone computes ``z``,
-    and ``h_s``'s output is cropped back to (h, w) (:func:`crop_params`).
-    A no-op on the 64-pixel grid and in training."""
-    h, w = yg.shape[-2:]
-    if h % 4 == 0 and w % 4 == 0:
-        return yg
-    return F.pad(yg, (0, -w % 4, 0, -h % 4), mode="replicate")
-
-
-def crop_params(means: torch.Tensor, scales: torch.Tensor, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``h_s``'s (means, scales) (B, M, 4 ceil(h/4), 4 ceil(w/4)) cut to the latent's (h, w)."""
-    return means[..., :h, :w], scales[..., :h, :w]
 
 
 def round_ste(x: torch.Tensor) -> torch.Tensor:
@@ -146,7 +128,7 @@ class RDCModel(nn.Module):
         refinement (:mod:`rdcodec.refine`) differentiates this with respect to ``y``."""
         (gy, igy), (gz, igz) = gains_y, gains_z
         yg = y * gy
-        zg = self.h_a(hyper_input(yg)) * gz
+        zg = self.h_a(yg) * gz
         with torch.autocast(y.device.type, enabled=False):
             zg = zg.float()
             _, z_lik = self.entropy_z(zg, training=noise)
@@ -161,9 +143,9 @@ class RDCModel(nn.Module):
                 "bits_y": bits(y_lik), "bits_z": bits(z_lik)}
 
     def y_entropy_params(self, yg: torch.Tensor, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Means and scales of the gained latent ``yg``: ``h_s(z_hat)`` cut to ``yg``'s size
-        (:func:`crop_params`), refined by the context model when the model has one (:meth:`y_context`)."""
-        means, scales = crop_params(*self.h_s(z_hat), *yg.shape[-2:])
+        """Means and scales of the gained latent ``yg``: ``h_s(z_hat)`` cut to ``yg``'s size,
+        refined by the context model when the model has one (:meth:`y_context`)."""
+        means, scales = self.h_s(z_hat, yg.shape[-2:])
         if self.context is not None:
             means, scales = self.y_context(yg, means, scales)
         return means, scales
@@ -257,10 +239,10 @@ class CodingModel:
     def y_params(self, z_sym: torch.Tensor, inv_gain_z: torch.Tensor,
                  shape: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Deterministic ``h_s``: integer z symbols -> (means, scales) of the latent of size
-        ``shape`` = (h, w) (:func:`crop_params`), float64 on the CPU."""
+        ``shape`` = (h, w), float64 on the CPU."""
         with torch.no_grad():
             z_hat = z_sym.to(torch.float64) * inv_gain_z.cpu().double()
-            return crop_params(*self.h_s64(z_hat), *shape)
+            return self.h_s64(z_hat, shape)
 
     def y_passes(self, hyper: tuple[torch.Tensor, torch.Tensor], code) -> tuple[torch.Tensor, ...]:
         """The context model's coding order (:func:`.channel.run_passes`) in its deterministic

@@ -107,7 +107,12 @@ class SynthesisTransform(nn.Module):
 
 
 class HyperAnalysis(nn.Module):
-    """``h_a``: gained latent ``y * G_y`` -> hyper-latent ``z`` (downsampling by 4)."""
+    """``h_a``: gained latent ``y * G_y`` (B, M, h, w) -> hyper-latent ``z`` (B, N, ceil(h/4), ceil(w/4)).
+
+    A latent whose sides are not multiples of 4 (an image on the 32-pixel grid, format version 4)
+    is first edge-replicated to the next multiple; on the 64-pixel grid and in training this
+    changes nothing. Only the encoder runs ``h_a``, so this is not part of the format.
+    """
 
     def __init__(self, N: int, M: int) -> None:
         super().__init__()
@@ -118,6 +123,9 @@ class HyperAnalysis(nn.Module):
         )
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
+        h, w = y.shape[-2:]
+        if h % 4 or w % 4:
+            y = nn.functional.pad(y, (0, -w % 4, 0, -h % 4), mode="replicate")
         return self.layers(y)
 
 
@@ -136,6 +144,11 @@ class HyperSynthesis(nn.Module):
             conv(M * 3 // 2, M * 2, 3, 1),
         )
 
-    def forward(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, z_hat: torch.Tensor, size: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``z_hat`` (B, N, hz, wz) -> (means, scales) (B, M, 4 hz, 4 wz), cut to the latent's
+        ``size`` = (h, w) when given (a latent that is not a multiple of 4 positions, see
+        :class:`HyperAnalysis`)."""
         means, scales = self.layers(z_hat).chunk(2, dim=1)
+        if size is not None:
+            means, scales = means[..., :size[0], :size[1]], scales[..., :size[0], :size[1]]
         return means, scales

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from ..model.rdc import RDCModel, bits, crop_params, hyper_input, round_ste
+from ..model.rdc import RDCModel, bits, round_ste
 from .data import load_or_build
 from .latents import load_or_build_latents
 
@@ -74,10 +74,10 @@ def hyper_params(model: RDCModel, y: torch.Tensor, alpha: torch.Tensor,
         gy, _ = model.gain_y.at_alphas(alpha)
         gz, igz = model.gain_z.at_alphas(alpha)
         yg = (y * gy).detach()
-        zg = model.h_a(hyper_input(yg)) * gz
+        zg = model.h_a(yg) * gz
         _, z_lik = model.entropy_z(zg)
         z_hat = round_ste(zg) * igz
-        return (yg, *crop_params(*model.h_s(z_hat), *yg.shape[-2:]), bits(z_lik))
+        return (yg, *model.h_s(z_hat, yg.shape[-2:]), bits(z_lik))
 
 
 def rate_bpp(model: RDCModel, hyper: tuple[torch.Tensor, ...], bf16: bool = False,
