@@ -3,7 +3,7 @@
     >>> import rdcodec
     >>> data = rdcodec.encode("kodim23.png", alpha=0.5)       # bytes of a .rdc file
     >>> img = rdcodec.decode(data, beta=0.25)                   # PIL.Image.Image (RGB)
-    >>> rdcodec.info(data)["layers"]                            # {'header': 36, 'base': ..., 'residual': ...}
+    >>> rdcodec.info(data)["layers"]                            # {'header': 28, 'base': ..., 'residual': ...}
     >>> c, alpha = rdcodec.compress_to_size("kodim23.png", 20_000)          # largest alpha that fits
     >>> c, alpha, db = rdcodec.compress_to_psnr("kodim23.png", 30.0)       # smallest alpha reaching 30 dB
 """
@@ -202,7 +202,7 @@ def info(data: bytes | str | Path) -> dict[str, Any]:
     h = f.header
     pixels = h.width * h.height
     decoder = _weights.known_weights().get(h.weights_id)
-    layers = {"header": container.HEADER_SIZE, "base": h.base_len,
+    layers = {"header": h.size, "base": h.base_len,
               "residual": len(f.residual) if f.residual is not None else 0}
     out = {
         "format_version": h.version, "width": h.width, "height": h.height,

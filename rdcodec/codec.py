@@ -60,7 +60,7 @@ from .model.context import anchor_mask
 from .model.rdc import CodingModel
 from .refine import refine_latent
 
-PAD = container.GRID  # the encoder pads images to a multiple of this (format version 4's grid)
+PAD = container.GRID  # the encoder pads images to a multiple of this (the 32-pixel grid of format versions 4 and 5)
 DEFAULT_MAX_PIXELS = 200_000_000
 
 
@@ -319,7 +319,8 @@ class Codec:
         flt = None
         if fit and r is not None:
             with clock("filter"):
-                file_bits = 8 * (container.HEADER_SIZE + len(base) + len(res_str))
+                file_bits = 8 * (container.compact_header_size(w, h, len(base), len(res_str))
+                                 + len(base) + len(res_str))
                 flt = wiener.choose(x_hat_1 + r, an.image, file_bits)
                 if flt is not None and reconstruct:
                     r = flt.apply(x_hat_1 + r) - x_hat_1  # Eq. 9 with the filtered residual

@@ -42,7 +42,7 @@ class RdcImageFile(ImageFile.ImageFile):
 
     def _open(self) -> None:
         assert self.fp is not None
-        head = self.fp.read(container.HEADER_SIZE)
+        head = self.fp.read()  # version 5's header checksum covers the base layer too
         try:
             h = container.parse_header(head)
         except RdcError as e:

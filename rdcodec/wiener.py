@@ -303,7 +303,7 @@ class OutputFilter:
 
     @classmethod
     def split_layer(cls, layer: bytes, version: int = container.FORMAT_VERSION) -> tuple[OutputFilter, bytes]:
-        """A residual layer with a filter (versions 2 to 4) -> (its filter, the s string);
+        """A residual layer with a filter (versions 2 to 5) -> (its filter, the s string);
         ``CorruptError`` if malformed."""
         flt, s = container.split_strings(layer, "residual layer", "output filter")
         return cls.from_bytes(flt, version), s

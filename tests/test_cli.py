@@ -423,7 +423,7 @@ def test_bin_script_hands_itself_to_the_checkouts_venv(tmp_path):
     assert "encode" in r.stdout and "Traceback" not in r.stderr
 
 
-def test_filter_flag_writes_a_version_2_or_3_file_that_info_describes(tmp_path):
+def test_filter_flag_writes_a_filtered_file_that_info_describes(tmp_path):
     from .conftest import EXAMPLE
 
     out = tmp_path / "f.rdc"
@@ -432,7 +432,7 @@ def test_filter_flag_writes_a_version_2_or_3_file_that_info_describes(tmp_path):
     i = json.loads(run("info", out, "--json").stdout)
     flt = i["output_filter"]
     assert flt["radius"] in (2, 3, 4, 5) and 1 <= flt["groups"] <= 5
-    assert i["format_version"] == (3 if flt["groups"] > 1 or flt["shared_taps"] else 2)
+    assert i["format_version"] == 5 and i["layers"]["header"] < 36
     assert i["output_filter"]["bytes"] < i["layers"]["residual"]
     assert "output filter: diamond of radius" in run("info", out).output
     assert run("decode", out, "--beta", "0", "-o", tmp_path / "f.png").exit_code == 0

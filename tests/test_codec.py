@@ -97,7 +97,7 @@ def test_base_only_file_decodes(codec, crop, coded):
 
 def test_file_cut_after_base_layer_decodes_as_base(codec, coded):
     h = container.parse_header(coded.data)
-    recon, notes = codec.decompress(coded.data[: container.HEADER_SIZE + h.base_len])
+    recon, notes = codec.decompress(coded.data[: h.size + h.base_len])
     assert "residual_dropped" in notes
     np.testing.assert_array_equal(recon.render(0.0), coded.recon.render(1.0))
 
@@ -105,13 +105,14 @@ def test_file_cut_after_base_layer_decodes_as_base(codec, coded):
 def test_strip_equals_cut(coded):
     h = container.parse_header(coded.data)
     stripped = rdcodec.strip(coded.data)
-    assert stripped[container.HEADER_SIZE:] == coded.data[container.HEADER_SIZE:container.HEADER_SIZE + h.base_len]
+    assert stripped[-h.base_len:] == coded.data[h.size:h.size + h.base_len]  # the base, bit for bit
+    assert len(stripped) == container.base_only_size(coded.data) < h.size + h.base_len  # no residual fields
     assert rdcodec.info(stripped)["layers"]["residual"] == 0
 
 
 def test_corrupted_file(codec, coded):
     data = bytearray(coded.data)
-    data[container.HEADER_SIZE + 20] ^= 0xFF
+    data[container.parse_header(coded.data).size + 20] ^= 0xFF
     with pytest.raises(CorruptError):
         codec.decompress(bytes(data))
 
@@ -191,7 +192,8 @@ def test_info_fields(coded):
     i = rdcodec.info(coded.data)
     assert (i["width"], i["height"]) == (192, 128)
     assert i["bytes"] == len(coded.data) == sum(i["layers"].values())
-    assert i["layers"]["header"] == container.HEADER_SIZE
+    h = container.parse_header(coded.data)
+    assert i["layers"]["header"] == h.size == container.compact_header_size(192, 128, h.base_len, h.residual_len)
     assert i["layers"]["residual"] > 0 and i["residual"] == "present"
 
 
@@ -249,21 +251,24 @@ def test_every_registered_weights_file_is_shipped_intact():
     assert len(weights.known_weights()) == sum("decoder" not in e for e in reg["weights"].values())
 
 
-# -- the latent grid: files of versions 1-3 (64-pixel grid) and version 4 (32-pixel grid) -------
+# -- files of earlier versions: 1-3 (64-pixel grid), 4 (32-pixel grid), 5 (the compact header) ---
 
 def _golden_crop(example) -> np.ndarray:
     """The 200x136 crop that tests/data/golden-*.rdc were made from (not a multiple of 64)."""
     return np.ascontiguousarray(example[100:236, 300:500])
 
 
-@pytest.mark.parametrize("version", [1, 3])
+@pytest.mark.parametrize("version", [1, 3, 4])
 def test_files_of_earlier_versions_decode_as_they_did(codec, example, version):
-    """Files written by rdcodec before version 4 (session 25, alpha 0.6; version 3 with --filter)
-    lie on the 64-pixel grid; they decode to what that rdcodec's decoder gave (stored as PNG)."""
+    """Files written by earlier rdcodec, alpha 0.6: versions 1 and 3 (--filter) by session 25's,
+    on the 64-pixel grid; version 4 by session 26's, on the 32-pixel grid, with the fixed header.
+    They decode to what that rdcodec's decoder gave (stored as PNG)."""
     from PIL import Image
 
     data = (ROOT / f"tests/data/golden-v{version}-200x136.rdc").read_bytes()
-    assert data[4] == version and container.parse_header(data).latent_shape == (12, 16)
+    head = container.parse_header(data)
+    assert data[4] == version and head.latent_shape == ((10, 14) if version == 4 else (12, 16))
+    assert head.size == container.HEADER_SIZE
     recon, _ = codec.decompress(data)
     then = np.asarray(Image.open(ROOT / f"tests/data/golden-v{version}-200x136-beta0.png")).astype(int)
     diff = np.abs(recon.render(0.0).astype(int) - then)
@@ -273,14 +278,14 @@ def test_files_of_earlier_versions_decode_as_they_did(codec, example, version):
 
 
 def test_the_32_pixel_grid_spends_fewer_bits_on_padding(codec, example):
-    """The same image and alpha as the version-1 golden file: version 4 with 10x14 latents instead
-    of 12x16, and a smaller file for at least the same quality."""
+    """The same image and alpha as the version-1 golden file: 10x14 latents instead of 12x16, and
+    a smaller file for at least the same quality."""
     img = _golden_crop(example)
     c = codec.compress(img, 0.6)
     head = container.parse_header(c.data)
-    assert head.version == 4 and head.latent_shape == (10, 14)
+    assert head.version == 5 and head.latent_shape == (10, 14)
     info = rdcodec.api.info(c.data)
-    assert (info["format_version"], info["latent_grid"], info["latent_shape"]) == (4, 32, [10, 14])
+    assert (info["format_version"], info["latent_grid"], info["latent_shape"]) == (5, 32, [10, 14])
     old = (ROOT / "tests/data/golden-v1-200x136.rdc").read_bytes()
     assert len(c.data) < 0.95 * len(old)
     recon, _ = codec.decompress(c.data)
@@ -288,6 +293,22 @@ def test_the_32_pixel_grid_spends_fewer_bits_on_padding(codec, example):
         assert np.array_equal(recon.render(beta), c.recon.render(beta))
     old_recon, _ = codec.decompress(old)
     assert psnr(recon.render(0.0), img) > psnr(old_recon.render(0.0), img) - 0.1
+
+
+def test_version_5_is_version_4_with_a_smaller_header(codec, example):
+    """The same layers behind either header decode to the same image; version 5 saves 9 bytes of a
+    file with a residual layer and 14 of a stripped one."""
+    c = codec.compress(_golden_crop(example), 0.6)
+    f = container.unpack(c.data)
+    h = f.header
+    v4 = container.pack(h.weights_id, h.width, h.height, h.alpha_q, f.base, f.residual, compact=False)
+    assert v4[4] == 4 and container.unpack(v4).base == f.base and container.unpack(v4).residual == f.residual
+    assert len(v4) - len(c.data) == container.HEADER_SIZE - h.size == 9  # 200x136: varints of 2, 2, 2 and 1 bytes
+    assert len(container.strip_residual(v4)) - len(rdcodec.strip(c.data)) == 14
+    for data in (v4, container.strip_residual(v4)):
+        recon, _ = codec.decompress(data)
+        beta = 0.0 if data is v4 else 1.0
+        assert np.array_equal(recon.render(beta), c.recon.render(beta))
 
 
 @pytest.mark.parametrize("shape", [(224, 224), (136, 200), (96, 160)])
@@ -298,7 +319,7 @@ def test_latents_that_are_not_a_multiple_of_4_positions(codec, example, shape):
     img = np.ascontiguousarray(example[:shape[0], :shape[1]])
     for kw in ({}, {"output_filter": True}):
         c = codec.compress(img, 0.3, **kw)
-        assert c.data[4] == 4
+        assert c.data[4] == 5
         recon, _ = codec.decompress(c.data)
         assert np.array_equal(recon.render(0.0), c.recon.render(0.0))
         base, _ = codec.decompress(container.strip_residual(c.data))

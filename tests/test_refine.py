@@ -55,10 +55,10 @@ def test_refined_file_decodes_exactly_and_costs_less(codec, crop, alpha):
 
 def test_refinement_on_the_32_pixel_grid(codec, example):
     """A 96x160 image has 6x10 latents (not a multiple of 4): the refinement's hyper path pads and
-    crops like the coder's, and the refined version-4 file decodes exactly and costs less."""
+    crops like the coder's, and the refined version-5 file decodes exactly and costs less."""
     img = np.ascontiguousarray(example[300:396, 100:260])
     plain, refined = codec.compress(img, 0.6), codec.compress(img, 0.6, refine=20)
-    assert refined.data[4] == plain.data[4] == 4 and refined.data != plain.data
+    assert refined.data[4] == plain.data[4] == 5 and refined.data != plain.data
     recon, _ = codec.decompress(refined.data)
     assert np.array_equal(recon.render(0.0), refined.recon.render(0.0))
     assert rd_cost(codec, refined.data, img, 0.6) < rd_cost(codec, plain.data, img, 0.6)

@@ -255,12 +255,12 @@ def filtered(codec, example):
     return codec.compress(example, 1.0, output_filter=True), codec.compress(example, 1.0)
 
 
-def test_filtered_file_is_version_2_or_3_and_decodes_as_encoded(codec, example, filtered):
+def test_filtered_file_decodes_as_encoded(codec, example, filtered):
     with_f, without = filtered
     h = container.parse_header(with_f.data)
-    flt, _ = OutputFilter.split_layer(container.unpack(with_f.data).residual, h.version)
-    assert h.has_filter and h.version == flt.format_version
-    assert container.parse_header(without.data).version == 1
+    OutputFilter.split_layer(container.unpack(with_f.data).residual, h.version)
+    assert h.has_filter and h.version == 5  # version 5 carries any filter (version 3's rules)
+    assert not container.parse_header(without.data).has_filter
     rec, notes = codec.decompress(with_f.data)
     assert notes == {}
     for beta in (0.0, 0.5, 1.0):
@@ -276,8 +276,10 @@ def test_filtered_file_is_version_2_or_3_and_decodes_as_encoded(codec, example, 
 def test_filtered_file_without_its_residual_layer_is_the_base_image(codec, filtered):
     with_f, _ = filtered
     stripped = container.strip_residual(with_f.data)
-    assert container.parse_header(stripped).version == 1
-    for data in (stripped, with_f.data[:container.base_only_size(with_f.data)]):
+    head = container.parse_header(stripped)
+    assert head.version == 5 and not head.has_filter and not head.has_residual
+    cut = with_f.data[:container.parse_header(with_f.data).size + head.base_len]  # a prefix: the first layer
+    for data in (stripped, cut):
         rec, _ = codec.decompress(data)
         np.testing.assert_array_equal(rec.render(0.0), with_f.recon.render(1.0))
 
@@ -294,11 +296,13 @@ def test_filtered_decode_does_not_depend_on_threads(codec, filtered):
     np.testing.assert_array_equal(out[0], out[1])
 
 
-def _with_filter_bytes(data: bytes, flt: bytes, version: int = 2) -> bytes:
+def _with_filter_bytes(data: bytes, flt: bytes, version: int = 5) -> bytes:
+    """``data``'s layers with the filter ``flt``, in a file of format ``version`` (2, 3 or 5)."""
     f = container.unpack(data)
     h = f.header
     _, s = container.split_strings(f.residual, "residual layer", "output filter")
-    return container.pack(h.weights_id, h.width, h.height, h.alpha_q, f.base, s, flt, version)
+    return container.pack(h.weights_id, h.width, h.height, h.alpha_q, f.base, s, flt,
+                          filter_version=min(version, 3), compact=version == 5)
 
 
 def test_damaged_filter_is_refused_or_dropped(codec, filtered):
@@ -314,13 +318,15 @@ def test_version_3_filter_in_a_version_2_file_is_refused(codec, filtered):
     flt = _random_filter(np.random.default_rng(0), 2, 1, scale=2, merge=(0, 1, 2, 0, 0)).to_bytes()
     with pytest.raises(CorruptError, match="version 2"):
         codec.decompress(_with_filter_bytes(filtered[0].data, flt, version=2))
-    rec, notes = codec.decompress(_with_filter_bytes(filtered[0].data, flt, version=3))
-    assert notes == {} and rec.r is not None
+    for version in (3, 5):
+        rec, notes = codec.decompress(_with_filter_bytes(filtered[0].data, flt, version=version))
+        assert notes == {} and rec.r is not None
 
 
 def test_output_filter_needs_the_residual_layer(codec, crop):
     c = codec.compress(crop, 0.5, residual=False, output_filter=True)
-    assert container.parse_header(c.data).version == 1
+    head = container.parse_header(c.data)
+    assert not head.has_filter and not head.has_residual
 
 
 def test_size_and_psnr_targets_count_the_filter(codec, example):

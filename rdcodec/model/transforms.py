@@ -109,7 +109,7 @@ class SynthesisTransform(nn.Module):
 class HyperAnalysis(nn.Module):
     """``h_a``: gained latent ``y * G_y`` (B, M, h, w) -> hyper-latent ``z`` (B, N, ceil(h/4), ceil(w/4)).
 
-    A latent whose sides are not multiples of 4 (an image on the 32-pixel grid, format version 4)
+    A latent whose sides are not multiples of 4 (an image on the 32-pixel grid, format versions 4 and 5)
     is first edge-replicated to the next multiple; on the 64-pixel grid and in training this
     changes nothing. Only the encoder runs ``h_a``, so this is not part of the format.
     """
