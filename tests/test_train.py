@@ -383,3 +383,33 @@ def test_an_encoder_run_trains_g_a_and_h_a_and_leaves_the_decoder_bit_for_bit(tm
     assert steps and all(r["bpp"] > 0 and r["mse"] > 0 for r in steps)
     final = [r for r in records if r.get("event") == "eval"][-1]
     assert len(final["psnr_b0"]) == len(final["bpp_res"]) == 3
+
+
+def test_objective_cognition_is_for_stage_encoder_and_takes_stage_i_terms(capsys):
+    with pytest.raises(SystemExit) as e:
+        loop.parse_args(["--stage", "residual", "--out", "o", "--objective", "cognition"])
+    assert e.value.code == 2 and "--objective cognition is for --stage encoder" in capsys.readouterr().err
+    args = loop.parse_args(["--stage", "encoder", "--out", "o", "--objective", "cognition", "--mse-anchor", "0.3"])
+    assert args.mse_anchor == (0.3,) * 6
+    with pytest.raises(SystemExit):  # the rate-distortion encoder has no use for them
+        loop.parse_args(["--stage", "encoder", "--out", "o", "--mse-anchor", "0.3"])
+
+
+def test_a_machine_encoder_run_trains_only_the_encoder_on_the_contrastive_loss(tmp_path, shared):
+    """Stage ``encoder --objective cognition``: stage I's loss (C > 0 logged), and only g_a and h_a move."""
+    pytest.importorskip("ai_edge_litert")
+    torch.manual_seed(0)
+    init = tmp_path / "init.pt"
+    torch.save({"model": RDCModel(ModelConfig()).state_dict()}, init)
+    out = tmp_path / "run"
+    loop.main(["--stage", "encoder", "--objective", "cognition", "--init", str(init), "--data", str(EXAMPLE.parent),
+               "--cache", str(tmp_path / "crops.pt"), "--n-crops", "4", "--crop", "64", "--batch", "2",
+               "--lr", "1e-3", "--budget-minutes", "0.05", "--log-every", "1", "--eval-every", "0", "--queue", "4",
+               "--mse-anchor", "0.3", "--out", str(out),
+               "--backbone", str(shared / "models" / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite")])
+    before = torch.load(init, weights_only=False)["model"]
+    after = torch.load(out / "last.pt", weights_only=False)["model"]
+    moved = sorted(k for k in before if not torch.equal(before[k], after[k]))
+    assert moved and all(k.startswith(loop.ENCODER_PREFIXES) for k in moved)
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if '"loss"' in line]
+    assert records and all(r["c"] > 0 and r["bpp"] > 0 for r in records)

@@ -12,7 +12,9 @@ Stage ``encoder`` (not in the paper): everything frozen but the encoder-only mod
 ``h_a``, loss the beta = 0 rate-distortion ``(R_z + R_y + R_s) / px + lambda_n * 255^2 * MSE(x, x_hat_1 + r)``
 with ``lambda_n`` the base codec's: the amortized form of the encoder's latent refinement
 (:mod:`rdcodec.refine`). The decoder and every entropy model stay bit for bit as they were, so
-files from the new encoder decode with the old weights' decoder.
+files from the new encoder decode with the old weights' decoder. ``--objective cognition`` trains
+the same modules on stage I's loss instead (the base layer only, with ``--mse-anchor`` and the
+contrastive C): an encoder tuned for machines at beta = 1 for the same decoder.
 Stage ``context`` (not in the paper, :mod:`.context`): everything frozen but the context model (and
 with ``--hyper-lr`` the hyper path), loss the rate of ``y`` (plus ``z``) on cached latents, ``alpha``
 drawn continuously.
@@ -218,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="entropy model of y (stored with the weights); a new checkerboard context "
                     "starts as the hyperprior, a new space-channel one as the init's checkerboard; "
                     "--stage context trains them on a frozen base")
+    ap.add_argument("--objective", choices=("rd", "cognition"), default="rd",
+                    help="stage encoder's loss: the beta = 0 rate-distortion (rd) or stage I's cognition "
+                         "loss on the base layer (cognition; the options of stage cognition apply)")
     ap.add_argument("--hyper-lr", type=float, default=0.0,
                     help="stage context: also train the hyper path (h_a, h_s, z's gains and prior) at this "
                     "peak learning rate, on the rate of y plus z (0 = frozen)")
@@ -264,10 +269,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.feature_weight = per_level(args.feature_weight, "feature_weight")
     except ValueError as e:
         ap.error(str(e))
-    if args.stage != "cognition":  # stage I's loss terms would be ignored without a word
+    if args.objective == "cognition" and args.stage != "encoder":
+        ap.error(f"--objective cognition is for --stage encoder (stage {args.stage} has its own loss)")
+    if args.stage != "cognition" and args.objective != "cognition":  # stage I's terms would be ignored
         given = [f"--{n.replace('_', '-')}" for n in ("mse_anchor", "feature_weight") if any(getattr(args, n))]
         if given:
-            ap.error(f"{' and '.join(given)} only apply to --stage cognition, not {args.stage}")
+            ap.error(f"{' and '.join(given)} only apply to --stage cognition (or encoder with --objective "
+                     f"cognition), not {args.stage}")
     return args
 
 
@@ -342,7 +350,9 @@ def main(argv=None) -> None:
         return
 
     contrastive = None
-    if args.stage == "cognition":
+    # stage encoder on stage I's loss: g_a and h_a learn the base layer that serves machines
+    machine = args.stage == "encoder" and args.objective == "cognition"
+    if args.stage == "cognition" or machine:
         from .cognition import DEFAULT_BACKBONE, ContrastiveLoss, local_mse
 
         contrastive = ContrastiveLoss(args.backbone or DEFAULT_BACKBONE, args.queue, args.tau)
@@ -394,7 +404,7 @@ def main(argv=None) -> None:
         """Per-sample (loss, bpp, mse, C, D_feat) of one batch part, all (b,): the stage's loss."""
         pixels = x.shape[-1] * x.shape[-2]
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=not args.no_bf16):
-            if args.stage in ("base", "cognition"):
+            if args.stage in ("base", "cognition") or machine:
                 o = model.forward_base(x, idx)
                 x_hat, bpp = o["x_hat"].float(), (o["bits_y"] + o["bits_z"]) / pixels
                 lam = model.base_lambda(idx)
