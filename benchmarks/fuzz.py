@@ -53,10 +53,13 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-# The header layout of docs/format.md, kept here so the parent process needs no torch.
+# The header layouts of docs/format.md, kept here so the parent process needs no torch: the fixed
+# one of versions 1-4 and version 5's compact one (fixed fields, then varints, then checksums).
 MAGIC = b"\x8bRDC"
 HEADER = struct.Struct("<4sBBIHHHIIIII")
 HEADER_SIZE = HEADER.size
+COMPACT = struct.Struct("<4sBBIH")
+COMPACT_VERSION = 5
 FIELDS = {"version": (4, 1), "flags": (5, 1), "weights_id": (6, 4), "width": (10, 2), "height": (12, 2),
           "alpha_q": (14, 2), "base_len": (16, 4), "base_crc": (20, 4), "residual_len": (24, 4),
           "residual_crc": (28, 4), "header_crc": (32, 4)}
@@ -173,7 +176,13 @@ def _seeds(codec, container) -> list[bytes]:
         img = np.ascontiguousarray(ex[y:y + h, x:x + w])
         out.append(codec.compress(img, alpha, residual, reconstruct=False, check_residual=False).data)
     out.append(container.strip_residual(out[0]))
-    return out
+    # the same layers behind the fixed header of versions 1-4, which every reader still parses
+    fixed = []
+    for data in out:
+        f = container.unpack(data)
+        h = f.header
+        fixed.append(container.pack(h.weights_id, h.width, h.height, h.alpha_q, f.base, f.residual, compact=False))
+    return out + fixed
 
 
 class Worker:
@@ -204,7 +213,11 @@ class Worker:
 # ---------------------------------------------------------------------------- mutations
 
 def split(data: bytes):
-    """Lenient view of a file: header fields (or None), base bytes, residual bytes."""
+    """Lenient view of a file: header fields (or None), base bytes, residual bytes. The fields are the
+    fixed layout's list (magic, version, flags, weights_id, width, height, alpha_q, base_len, base_crc,
+    residual_len, residual_crc, header_crc) for either layout; ``build`` writes the one of the version."""
+    if len(data) > 4 and data[4] == COMPACT_VERSION:
+        return split_compact(data)
     if len(data) < HEADER_SIZE:
         return None, b"", b""
     f = list(HEADER.unpack_from(data))
@@ -212,11 +225,43 @@ def split(data: bytes):
     return f, data[HEADER_SIZE:HEADER_SIZE + base_len], data[HEADER_SIZE + base_len:]
 
 
-def build(f, base: bytes, res: bytes, fix: bool = True) -> bytes:
+def split_compact(data: bytes):
+    if len(data) < COMPACT.size:
+        return None, b"", b""
+    magic, version, flags, wid, alpha_q = COMPACT.unpack_from(data)
+    rest = data[COMPACT.size:]
+    vals = []
+    for _ in range(3 + (flags & 1)):
+        n, i = read_varint(rest)
+        if not i:
+            return None, b"", b""
+        vals.append(n)
+        rest = rest[i:]
+    res_crc = 0
+    if flags & 1:
+        if len(rest) < 4:
+            return None, b"", b""
+        res_crc, rest = struct.unpack_from("<I", rest)[0], rest[4:]
+    rest = rest[4:]  # the checksum over the header and the base layer
+    width, height, base_len = vals[:3]
+    res_len = vals[3] if flags & 1 else 0
+    f = [magic, version, flags, wid, width, height, alpha_q, base_len, 0, res_len, res_crc, 0]
+    return f, rest[:base_len], rest[base_len:]
+
+
+def build(f, base: bytes, res: bytes, fix: bool = True, fix_crc: bool = True) -> bytes:
     f = list(f)
     if fix:
         f[7], f[8] = len(base), crc(base)
         f[9], f[10] = len(res), (crc(res) if f[2] & 1 else 0)
+    if f[1] == COMPACT_VERSION:
+        head = COMPACT.pack(MAGIC, f[1], f[2] & 0xFF, f[3] & 0xFFFFFFFF, f[6] & 0xFFFF)
+        head += varint(f[4]) + varint(f[5]) + varint(f[7])
+        if f[2] & 1:
+            head += varint(f[9]) + struct.pack("<I", f[10] & 0xFFFFFFFF)
+        layers = base + res
+        c = zlib.crc32(layers[:f[7]], zlib.crc32(head)) & 0xFFFFFFFF  # covers what the header says is the base
+        return head + struct.pack("<I", c if fix_crc else c ^ 1) + layers
     head = HEADER.pack(*f[:11], 0)
     return head[:-4] + struct.pack("<I", crc(head[:-4])) + base + res
 
@@ -273,10 +318,11 @@ def m_set_bytes(rng, data, corpus):
 
 
 def m_truncate(rng, data, corpus):
-    f, base, _ = split(data)
-    cuts = [0, 3, 4, 5, 35, 36, 37]
+    f, base, res = split(data)
+    cuts = [0, 3, 4, 5, 11, 12, 13, 35, 36, 37]
     if f:
-        cuts += [HEADER_SIZE + len(base) + d for d in (-1, 0, 1)]
+        head = len(data) - len(base) - len(res)
+        cuts += [head + d for d in (-4, -1, 0, 1)] + [head + len(base) + d for d in (-1, 0, 1)]
     n = rng.choice(cuts) if rng.random() < 0.5 else rng.randrange(len(data) + 1)
     return data[:max(0, n)]
 
@@ -293,6 +339,8 @@ def m_insert_delete(rng, data, corpus):
 
 
 def m_header_field(rng, data, corpus):
+    if len(data) > 4 and data[4] == COMPACT_VERSION:
+        return compact_field(rng, data, corpus)
     b = bytearray(data.ljust(HEADER_SIZE, b"\0"))
     off, size = FIELDS[rng.choice(list(FIELDS))]
     old = int.from_bytes(b[off:off + size], "little")
@@ -306,7 +354,31 @@ def m_header_field(rng, data, corpus):
     return bytes(b)
 
 
+def compact_field(rng, data, corpus):
+    """Version 5: one field of the list replaced (lengths and width/height as varints of any size),
+    the checksum mostly recomputed over what the header then says is the base layer."""
+    f, base, res = split(data)
+    if f is None:
+        return m_flip_bits(rng, data, corpus)
+    k = rng.choice([1, 2, 3, 4, 5, 6, 7, 9, 10])
+    old = f[k]
+    top = {1: 255, 2: 255, 3: 2 ** 32 - 1, 6: 65535, 10: 2 ** 32 - 1}.get(k, 2 ** 35 - 1)
+    r = rng.random()
+    new = (rng.choice(INTERESTING) if r < 0.4 else old + rng.randint(-8, 8) if r < 0.7
+           else old ^ (1 << rng.randrange(top.bit_length())) if r < 0.85 else rng.randrange(top + 1))
+    f[k] = min(max(new, 0), top)
+    return build(f, base, res, fix=False, fix_crc=rng.random() < 0.9)
+
+
 def m_lying_length(rng, data, corpus):
+    if len(data) > 4 and data[4] == COMPACT_VERSION:
+        f, base, res = split(data)
+        if f is None:
+            return m_flip_bits(rng, data, corpus)
+        k = rng.choice([7, 9])
+        old = f[k]
+        f[k] = max(0, old + rng.choice([-1, 1, -4, 4, -old, len(data), rng.randint(-64, 64), 2 ** 31]))
+        return build(f, base, res, fix=False)
     b = bytearray(data.ljust(HEADER_SIZE, b"\0"))
     off = rng.choice([16, 24])
     old = int.from_bytes(b[off:off + 4], "little")
@@ -378,6 +450,12 @@ def m_splice(rng, data, corpus):
 
 
 def m_weights(rng, data, corpus):
+    if len(data) > 4 and data[4] == COMPACT_VERSION:
+        f, base, res = split(data)
+        if f is None:
+            return m_flip_bits(rng, data, corpus)
+        f[3] = rng.randrange(1 << 32)
+        return build(f, base, res, fix=False)
     b = bytearray(data.ljust(HEADER_SIZE, b"\0"))
     b[6:10] = rng.randbytes(4)
     fix_header_crc(b)
@@ -391,9 +469,10 @@ MUTATORS = {name[2:]: fn for name, fn in globals().items() if name.startswith("m
 
 def _describe(data: bytes) -> dict:
     d = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-    if len(data) >= HEADER_SIZE and data[:4] == MAGIC:
-        f = HEADER.unpack_from(data)
-        d.update(width=f[4], height=f[5], pixels=f[4] * f[5], alpha_q=f[6], base_len=f[7], residual_len=f[9])
+    f = split(data)[0] if data[:4] == MAGIC else None
+    if f is not None:
+        d.update(version=f[1], width=f[4], height=f[5], pixels=f[4] * f[5], alpha_q=f[6], base_len=f[7],
+                 residual_len=f[9])
     if len(data) <= 4096:
         d["base64"] = base64.b64encode(data).decode()
     return d

@@ -270,3 +270,25 @@ def test_decoder_contract_on_structured_inputs(codec, valid, valid_fixed, data):
     file = data.draw(st.sampled_from([valid, valid_fixed]))
     blob = data.draw({"header": header_mutants, "bytes": byte_mutants, "repacked": repacked}[source](file))
     _check_decode(codec, blob)
+
+
+def test_the_long_fuzzer_reads_and_rebuilds_both_header_layouts(valid, valid_fixed):
+    """benchmarks/fuzz.py keeps its own copy of the layouts (its parent process has no torch): its
+    split and build give back the file exactly, and its field mutants stay within the contract."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import fuzz
+
+    rng = random.Random(5)
+    for data in (valid, valid_fixed, container.strip_residual(valid), container.strip_residual(valid_fixed)):
+        f, base, res = fuzz.split(data)
+        assert fuzz.build(f, base, res) == data
+        assert (f[4], f[5]) == (96, 64) and base == container.unpack(data).base
+        for name in ("header_field", "lying_length", "weights", "resize", "z_length", "truncate") * 5:
+            mutant = fuzz.MUTATORS[name](rng, data, [valid, valid_fixed])
+            try:
+                container.unpack(mutant)
+            except RdcError:
+                pass
