@@ -1,8 +1,9 @@
 """The ``.rdc`` container: a header, then the base layer, then the residual layer.
 
-Version 5 (what rdcodec writes) has a compact header of 22-30 bytes; versions 1 to 4 have a fixed
-36-byte one. Both start with the magic bytes and the version, so a reader that knows neither
-layout still refuses a file by its version number.
+Version 5 (what rdcodec writes) has a compact header of 19 to 36 bytes (22 for a 224 x 224 file
+without a residual layer, 28 for a Kodak file with one); versions 1 to 4 have a fixed 36-byte
+one. Both start with the magic bytes and the version, so a reader that knows neither layout
+still refuses a file by its version number.
 
 Version 5 (integers little-endian, varints LEB128 as in :func:`join_strings`)::
 
