@@ -167,8 +167,7 @@ def encode(image: ImageSource, alpha: float = 0.5, residual: bool = True, *, wei
     tens of times the encode time at N = 50, for a better file that every decoder reads);
     ``progress(step, N)`` follows the steps. ``output_filter=True`` fits a Wiener filter to this
     image's beta = 0 output and writes it into the residual layer when it pays for its bytes
-    (:mod:`rdcodec.wiener`; about 3x the encode time; the file is format version 2 or 3, or 4 on
-    the 32-pixel grid).
+    (:mod:`rdcodec.wiener`; about 3x the encode time; the file's header says so, flag bit 1).
     """
     return compress(image, alpha, residual, weights=weights, device=device, check_residual=check_residual,
                     reconstruct=False, refine=refine, progress=progress, output_filter=output_filter).data

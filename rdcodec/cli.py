@@ -179,9 +179,7 @@ _verbose = click.option("-v", "--verbose", is_flag=True, help="Also print timing
 @click.option("--filter", "output_filter", is_flag=True,
               help="Fit a Wiener filter to this image's beta=0 output and write it into the residual layer "
                    "when it pays for its bytes (on Kodak about 0.25-0.37 dB more at beta=0 for 2-3% more "
-                   "bytes, -6% BD-rate; about 3x the encode time). The file is format version 2, or 3 for a "
-                   "filter with direction classes or shared taps (4 when its size is coded on the 32-pixel "
-                   "latent grid). With a size or PSNR target every probe "
+                   "bytes, -6% BD-rate; about 3x the encode time). With a size or PSNR target every probe "
                    "fits its filter.")
 @_jobs
 @_verbose

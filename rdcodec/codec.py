@@ -266,7 +266,7 @@ class Codec:
         ``progress(step, steps)`` follows it): a smaller file and a better image, more encode time.
         ``output_filter=True`` (with an image or its ``analyze`` result, and the residual layer)
         fits a Wiener filter to this image's beta = 0 reconstruction and writes it into the
-        residual layer when it pays for its bytes (:mod:`rdcodec.wiener`; a version-2 or -3 file); it
+        residual layer when it pays for its bytes (:mod:`rdcodec.wiener`; header flag bit 1); it
         costs a synthesis and a least-squares fit.
         """
         if refine < 0:
