@@ -249,12 +249,13 @@ def split_compact(data: bytes):
     return f, rest[:base_len], rest[base_len:]
 
 
-def build(f, base: bytes, res: bytes, fix: bool = True, fix_crc: bool = True) -> bytes:
+def build(f, base: bytes, res: bytes, fix: bool = True, fix_crc: bool = True, compact: bool | None = None) -> bytes:
+    """A file from ``split``'s fields and layers, in the layout of its version (or ``compact``)."""
     f = list(f)
     if fix:
         f[7], f[8] = len(base), crc(base)
         f[9], f[10] = len(res), (crc(res) if f[2] & 1 else 0)
-    if f[1] == COMPACT_VERSION:
+    if compact if compact is not None else f[1] == COMPACT_VERSION:
         head = COMPACT.pack(MAGIC, f[1], f[2] & 0xFF, f[3] & 0xFFFFFFFF, f[6] & 0xFFFF)
         head += varint(f[4]) + varint(f[5]) + varint(f[7])
         if f[2] & 1:
@@ -262,7 +263,9 @@ def build(f, base: bytes, res: bytes, fix: bool = True, fix_crc: bool = True) ->
         layers = base + res
         c = zlib.crc32(layers[:f[7]], zlib.crc32(head)) & 0xFFFFFFFF  # covers what the header says is the base
         return head + struct.pack("<I", c if fix_crc else c ^ 1) + layers
-    head = HEADER.pack(*f[:11], 0)
+    # each field cut to its size: a field of a compact header may hold more
+    sizes = (None, 0xFF, 0xFF, 0xFFFFFFFF, 0xFFFF, 0xFFFF, 0xFFFF) + (0xFFFFFFFF,) * 4
+    head = HEADER.pack(f[0], *(v & m for v, m in zip(f[1:11], sizes[1:])), 0)
     return head[:-4] + struct.pack("<I", crc(head[:-4])) + base + res
 
 
@@ -367,7 +370,7 @@ def compact_field(rng, data, corpus):
     new = (rng.choice(INTERESTING) if r < 0.4 else old + rng.randint(-8, 8) if r < 0.7
            else old ^ (1 << rng.randrange(top.bit_length())) if r < 0.85 else rng.randrange(top + 1))
     f[k] = min(max(new, 0), top)
-    return build(f, base, res, fix=False, fix_crc=rng.random() < 0.9)
+    return build(f, base, res, fix=False, fix_crc=rng.random() < 0.9, compact=True)
 
 
 def m_lying_length(rng, data, corpus):
