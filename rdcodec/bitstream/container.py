@@ -226,14 +226,15 @@ def compact_header_size(width: int, height: int, base_len: int, residual_len: in
     return _COMPACT.size + sum(len(_varint(n)) for n in varints) + (4 if residual_len is not None else 0) + 4
 
 
-def _read_varint(data: bytes, i: int, what: str) -> tuple[int, int]:
-    """(value, next offset) of the varint at ``data[i]``, inside a version-5 header."""
+def _read_varint(data: bytes, i: int, truncated: str, invalid: str) -> tuple[int, int]:
+    """(value, next offset) of the varint (:func:`_varint`) at ``data[i]``; ``CorruptError`` with the
+    message ``truncated`` when ``data`` ends inside it, ``invalid`` when it runs past 35 bits."""
     n, shift = 0, 0
     while True:
         if i >= len(data):
-            raise CorruptError(f"file truncated inside the header ({len(data)} bytes)")
+            raise CorruptError(truncated)
         if shift > 28:
-            raise CorruptError(f"header fields are invalid (bad {what})")
+            raise CorruptError(invalid)
         b = data[i]
         n |= (b & 0x7F) << shift
         i, shift = i + 1, shift + 7
@@ -247,14 +248,15 @@ def _parse_compact(data: bytes) -> Header:
         raise CorruptError(f"file truncated inside the header ({len(data)} bytes)")
     _, version, flags, wid, alpha_q = _COMPACT.unpack_from(data)
     i = _COMPACT.size
-    width, i = _read_varint(data, i, "width")
-    height, i = _read_varint(data, i, "height")
-    base_len, i = _read_varint(data, i, "base layer length")
+    truncated = f"file truncated inside the header ({len(data)} bytes)"
+    width, i = _read_varint(data, i, truncated, "header fields are invalid (bad width)")
+    height, i = _read_varint(data, i, truncated, "header fields are invalid (bad height)")
+    base_len, i = _read_varint(data, i, truncated, "header fields are invalid (bad base layer length)")
     res_len = res_crc = 0
     if flags & FLAG_RESIDUAL:
-        res_len, i = _read_varint(data, i, "residual layer length")
+        res_len, i = _read_varint(data, i, truncated, "header fields are invalid (bad residual layer length)")
         if len(data) < i + 4:
-            raise CorruptError(f"file truncated inside the header ({len(data)} bytes)")
+            raise CorruptError(truncated)
         res_crc, i = struct.unpack_from("<I", data, i)[0], i + 4
     size = i + 4
     if len(data) < size + base_len:
@@ -364,15 +366,8 @@ def split_strings(base: bytes, layer: str = "base layer", first: str = "z") -> t
 
     The residual layer of a file with an output filter (versions 2 to 5) has the same form, (output filter, s string):
     ``layer`` and ``first`` name the parts in the error messages."""
-    n, shift, i = 0, 0, 0
-    while True:
-        if i >= len(base) or shift > 28:
-            raise CorruptError(f"{layer} is malformed (bad {first} length)")
-        b = base[i]
-        n |= (b & 0x7F) << shift
-        i, shift = i + 1, shift + 7
-        if not b & 0x80:
-            break
+    bad = f"{layer} is malformed (bad {first} length)"
+    n, i = _read_varint(base, 0, bad, bad)
     if i + n > len(base):
         raise CorruptError(f"{layer} is malformed ({first} longer than the layer)")
     return base[i:i + n], base[i + n:]
