@@ -334,7 +334,7 @@ def job_entropy(png: str, target_bpp: float, reps: int, weights: str | None = No
     return {
         "image": Path(png).name, "alpha": alpha, "bpp": 8 * len(c.data) / px, "file_bytes": len(c.data),
         "y_symbols": n, "y_ideal_bits": ideal_bits, "y_model_estimate_bits": model_bits, "coders": rows,
-        "file": {"header_bytes": container.parse_header(c.data).size,
+        "file": {"header_bytes": h.size,
                  "container_bytes": len(c.data) - sum(layers),  # header + the varint z length
                  "coded_bytes": sum(layers), "estimated_bits_all_latents": est_total,
                  "entropy_overhead_pct_of_file": 100 * (8 * sum(layers) - est_total) / (8 * len(c.data))},
