@@ -62,8 +62,10 @@ SEGMENTER = "deeplabv3_mnv2_pascal_quant"
 SEG_KEY = "miou-deeplabv3"
 ALPHAS = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
 BETAS = [0.0, 0.25, 0.5, 0.75, 1.0]
+# Quality sweeps. HEVC-intra, the anchor of issue 5's target, has a point every 5 up to 46
+# (four of its seven original points fell inside rdcodec's rate range; session 28 added the odd ones).
 SETTINGS = {"jpeg": [5, 10, 20, 35, 50, 75, 90], "webp": [0, 10, 30, 50, 70, 86, 93],
-            "hevc": [6, 16, 26, 36, 46, 56, 66]}
+            "hevc": [6, 11, 16, 21, 26, 31, 36, 41, 46, 56, 66]}
 
 
 def load_samples(folder: Path, limit: int) -> list[tuple[Path, int]]:
@@ -77,11 +79,14 @@ def load_samples(folder: Path, limit: int) -> list[tuple[Path, int]]:
 
 
 def measure_image(path: Path, label: int, protocol: str, clfs: list[Classifier], seg: Segmenter | None,
-                  codec, name: str, codecs: list[str], uncompressed: bool, refine: int = 0) -> dict:
+                  codec, name: str, codecs: list[str], uncompressed: bool, refine: int = 0,
+                  settings: dict[str, list] | None = None) -> dict:
     """One image's record: for every (curve, setting) the bpp, each classifier's top-5 and the mIoU.
 
     ``{"file", "label", "entries": [[curve, setting, bpp, {classifier: top5}, miou or None], ...]}``
+    ``settings`` replaces a classical codec's sweep of ``SETTINGS``.
     """
+    settings = {**SETTINGS, **(settings or {})}
     with Image.open(path) as img:
         crop = preprocess_center_crop(img)
         src = crop if protocol == "A" else np.asarray(img.convert("RGB"))
@@ -101,7 +106,7 @@ def measure_image(path: Path, label: int, protocol: str, clfs: list[Classifier],
         for b, a, bpp, dec in code_rdcodec(codec, src, ALPHAS, BETAS, refine):
             add(f"{name}-beta{b:g}", a, bpp, dec, post(dec))
     for n in codecs:
-        for q in SETTINGS[n]:
+        for q in settings[n]:
             data, dec = classical.CODECS[n].code(src, q)
             add(n, q, 8 * len(data) / pixels, dec, post(dec))
     return {"file": path.name, "label": label, "entries": entries}
@@ -110,8 +115,9 @@ def measure_image(path: Path, label: int, protocol: str, clfs: list[Classifier],
 def read_records(folder: Path) -> dict[str, dict[str, dict]]:
     """All records under ``folder/records/*.jsonl[.gz]`` as {curve: {file: {"label", setting: entry}}}.
 
-    A (curve, image) pair measured twice (e.g. a resumed shard) keeps the first record, in
-    file-name order (``x.jsonl`` of a run in progress before its gzipped ``x.jsonl.gz``, as committed).
+    A (curve, image, setting) measured twice (e.g. a resumed shard) keeps its first record, in
+    file-name order (``x.jsonl`` of a run in progress before its gzipped ``x.jsonl.gz``, as committed);
+    settings of a curve from different runs (``--settings``, points added to a sweep) join.
     """
     curves: dict[str, dict[str, dict]] = {}
     files = sorted([*(folder / "records").glob("*.jsonl"), *(folder / "records").glob("*.jsonl.gz")],
@@ -125,21 +131,20 @@ def read_records(folder: Path) -> dict[str, dict[str, dict]]:
                 rec = json.loads(line)
             except json.JSONDecodeError:  # a line cut short by an interrupted run
                 continue
-            seen: set[str] = set()
             for curve, setting, bpp, top5, m in rec["entries"]:
-                per_image = curves.setdefault(curve, {})
-                if rec["file"] in per_image and curve not in seen:
-                    continue
-                seen.add(curve)
-                per_image.setdefault(rec["file"], {"label": rec["label"]})[str(setting)] = \
-                    {"setting": setting, "bpp": bpp, "top5": top5, "miou": m}
+                image = curves.setdefault(curve, {}).setdefault(rec["file"], {"label": rec["label"]})
+                image.setdefault(str(setting), {"setting": setting, "bpp": bpp, "top5": top5, "miou": m})
     return curves
 
 
 def per_image_matrices(images: dict[str, dict], files: list[str]) -> tuple[list, np.ndarray, dict, np.ndarray | None]:
-    """(settings, bpp[S, N], {"top1-<clf>"/"top5-<clf>": hits[S, N] in %}, miou[S, N] in % or None)."""
+    """(settings, bpp[S, N], {"top1-<clf>"/"top5-<clf>": hits[S, N] in %}, miou[S, N] in % or None).
+
+    Only the settings every image has, in the order of their mean bpp.
+    """
     first = images[files[0]]
-    keys = [k for k in first if k != "label"]
+    keys = [k for k in first if k != "label" and all(k in images[f] for f in files)]
+    keys.sort(key=lambda k: sum(images[f][k]["bpp"] for f in files))
     settings = [first[k]["setting"] for k in keys]
     bpp = np.array([[images[f][k]["bpp"] for f in files] for k in keys])
     quality = {}
@@ -198,6 +203,9 @@ def main(argv=None) -> None:
     ap.add_argument("--weights", default=None, help="rdcodec weights (default: the registry's default)")
     ap.add_argument("--name", default="rdcodec", help="curve name for --weights ('' for no rdcodec curve)")
     ap.add_argument("--codecs", default="jpeg,webp,hevc", help="classical codecs ('' for none)")
+    ap.add_argument("--settings", action="append", default=[], metavar="CODEC=Q,Q,...",
+                    help="code a classical codec at these qualities instead of its sweep, e.g. to add points "
+                         "to a curve measured before (each curve, image and setting keeps its first record)")
     ap.add_argument("--refine", type=int, default=0, metavar="STEPS",
                     help="encode rdcodec with latent refinement of STEPS gradient steps (give it its own --name)")
     ap.add_argument("--uncompressed", action="store_true", help="also measure the original images")
@@ -217,7 +225,17 @@ def main(argv=None) -> None:
     except (ValueError, AssertionError):
         ap.error(f"--shard must be I/N with 0 <= I < N, not {args.shard!r}")
     names = [n for n in args.codecs.split(",") if n]
-    tag = "+".join(([args.name] if args.name else []) + names + (["uncompressed"] if args.uncompressed else []))
+    settings = {}
+    for spec in args.settings:
+        n, _, qs = spec.partition("=")
+        try:
+            settings[n] = [int(q) for q in qs.split(",")]
+        except ValueError:
+            ap.error(f"--settings must be CODEC=Q,Q,... with integer qualities, not {spec!r}")
+        if n not in names:
+            ap.error(f"--settings names {n!r}, which --codecs does not run")
+    tags = [n if n not in settings else f"{n}-q{'-'.join(map(str, settings[n]))}" for n in names]
+    tag = "+".join(([args.name] if args.name else []) + tags + (["uncompressed"] if args.uncompressed else []))
     if not tag:
         ap.error("nothing to measure: give --name, --codecs or --uncompressed")
     tag += "+seg" if args.segmentation else ""
@@ -242,7 +260,7 @@ def main(argv=None) -> None:
     with open(records, "a") as f:
         for i, (path, label) in enumerate(todo):
             rec = measure_image(path, label, args.protocol, clfs, seg, codec, args.name, names, args.uncompressed,
-                                args.refine)
+                                args.refine, settings)
             f.write(json.dumps(rec, separators=(",", ":")) + "\n")
             f.flush()
             if (i + 1) % 20 == 0 or i + 1 == len(todo):

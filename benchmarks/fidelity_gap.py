@@ -70,8 +70,8 @@ def main(argv=None) -> None:
     ap.add_argument("--weights", default=None, help="rdcodec weights (default: the registry's default)")
     ap.add_argument("--limit", type=int, default=200, help="images (every k-th; 0 = all)")
     ap.add_argument("--alphas", type=float, nargs="+", default=cognition.ALPHAS)
-    ap.add_argument("--hevc", type=int, nargs="+", default=cognition.SETTINGS["hevc"][:5],
-                    help="HEVC-intra settings (default: cognition.py's up to 46, past rdcodec's top rate)")
+    ap.add_argument("--hevc", type=int, nargs="+", default=[6, 16, 26, 36, 46],
+                    help="HEVC-intra settings (default: up to 46, past rdcodec's top rate; the committed runs')")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/imagenet/fidelity-gap.json"))
     args = ap.parse_args(argv)
     if not (args.folder / "labels.csv").exists():

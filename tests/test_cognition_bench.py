@@ -86,6 +86,33 @@ def test_records_merge_shards_skip_duplicates_and_cut_lines(tmp_path):
     assert cognition.SEG_KEY not in res                   # no mIoU recorded
 
 
+def test_points_added_to_a_sweep_join_its_curve_in_rate_order(tmp_path):
+    e = lambda setting, bpp, top1: ["h", setting, bpp, {"c": [top1, 9, 9, 9, 9]}, None]  # noqa: E731
+    _write(tmp_path, "h.0of1.jsonl", [_record("a.jpg", 1, [e(6, 0.2, 0), e(26, 0.8, 1)]),
+                                      _record("b.jpg", 2, [e(6, 0.3, 0), e(26, 1.0, 2)])])
+    # a later run at a quality in between, for both images, and at one more for one image only
+    _write(tmp_path, "h-q16.0of1.jsonl", [_record("a.jpg", 1, [e(16, 0.5, 1)]), _record("b.jpg", 2, [e(16, 0.6, 0)])])
+    _write(tmp_path, "z.0of1.jsonl", [_record("a.jpg", 1, [e(6, 9.0, 1)])])   # a repeat, read last: the first stands
+    _write(tmp_path, "h-q36.0of1.jsonl", [_record("a.jpg", 1, [e(36, 1.5, 1)])])
+    assert cognition.aggregate(tmp_path, "A") == ["h"]
+    res = json.loads((tmp_path / "h.json").read_text())["results"]
+    assert res["setting"] == [6, 16, 26] and res["images"] == 2   # 36: not measured on b.jpg
+    assert res["bpp"] == pytest.approx([0.25, 0.55, 0.9])
+    assert res["top1-c"] == pytest.approx([0.0, 50.0, 100.0])
+
+
+def test_measure_image_takes_another_sweep(tmp_path, example):
+    path = tmp_path / "img.png"
+    Image.fromarray(example).save(path)
+    rec = cognition.measure_image(path, 0, "A", [Brightness()], None, None, "", ["jpeg"], False,
+                                  settings={"jpeg": [15, 60]})
+    assert [(c, s) for c, s, *_ in rec["entries"]] == [("jpeg", 15), ("jpeg", 60)]
+    with pytest.raises(SystemExit):                 # a quality that is not a number
+        cognition.main(["folder", "--codecs", "jpeg", "--settings", "jpeg=10,high"])
+    with pytest.raises(SystemExit):                 # a codec this run does not code
+        cognition.main(["folder", "--codecs", "jpeg", "--settings", "hevc=11"])
+
+
 def test_bootstrap_intervals_from_records(tmp_path):
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 50, 120)
