@@ -184,13 +184,16 @@ def _as_bytes(data: bytes | str | Path) -> bytes:
 
 def decode(data: bytes | str | Path, beta: float | None = None, *, weights: str | None = None,
            device: str = "cpu", max_pixels: int = DEFAULT_MAX_PIXELS,
-           ignore_residual_errors: bool = False) -> Image.Image:
+           ignore_residual_errors: bool = False, predict_residual: bool = False) -> Image.Image:
     """Decode .rdc bytes (or a path) to an RGB image: ``x_hat_1 + (1 - beta) * r`` (paper Eq. 9).
 
-    ``beta`` defaults to 0 (fidelity) and has no effect on files without a residual layer.
+    ``beta`` defaults to 0 (fidelity). It has no effect on a file without a residual layer
+    unless ``predict_residual=True``, which renders such a file with the residual the decoder
+    predicts from the base layer (:meth:`~rdcodec.codec.Codec.decompress`).
     """
     data = _as_bytes(data)
-    recon, _ = decoder_for(data, weights, device).decompress(data, max_pixels, ignore_residual_errors)
+    recon, _ = decoder_for(data, weights, device).decompress(data, max_pixels, ignore_residual_errors,
+                                                             predict_residual=predict_residual)
     return Image.fromarray(recon.render(0.0 if beta is None else float(beta)), "RGB")
 
 

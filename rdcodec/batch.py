@@ -115,7 +115,7 @@ def encode_file(input: str, output: str, alpha: float = 0.5, target_size: int | 
 
 def decode_file(input: str, output: str, beta: float | None = None, max_pixels: int = 200_000_000,
                 ignore_residual_errors: bool = False, weights: str | None = None, device: str = "cpu",
-                force: bool = False) -> tuple[tuple[int, int], dict]:
+                force: bool = False, predict_residual: bool = False) -> tuple[tuple[int, int], dict]:
     """Decode one file to an image whose format follows ``output``'s extension; returns (size, notes)."""
     import io
 
@@ -130,7 +130,8 @@ def decode_file(input: str, output: str, beta: float | None = None, max_pixels: 
         raise RdcError(f"cannot tell an image format from '{output}' (use .png, .bmp, .tif, ...)")
     check_writable(output, force)
     data = read_input(input)
-    recon, notes = decoder_for(data, weights, device).decompress(data, max_pixels, ignore_residual_errors)
+    recon, notes = decoder_for(data, weights, device).decompress(data, max_pixels, ignore_residual_errors,
+                                                                 predict_residual=predict_residual)
     pixels = recon.render(0.0 if beta is None else beta)
     buf = io.BytesIO()
     Image.fromarray(pixels, "RGB").save(buf, format=fmt)

@@ -269,13 +269,17 @@ def encode(inputs: tuple[str, ...], output: str | None, alpha: float, target_bpp
               help="Refuse files that claim more pixels than this.")
 @click.option("--ignore-residual-errors", is_flag=True,
               help="Decode the base layer alone when the residual layer is damaged.")
+@click.option("--predict-residual", is_flag=True,
+              help="For a file without its residual layer (--no-residual, stripped or dropped): render beta < 1 "
+                   "with the residual the decoder predicts from the base layer, at no bits (Kodak, beta 0: "
+                   "+0.26 to +0.49 dB, -9.2%% BD-rate). Without it such a file gives the beta = 1 image at every beta.")
 @_jobs
 @_verbose
 @_common
 @handle_errors
 def decode(inputs: tuple[str, ...], output: str | None, beta: float | None, max_pixels: int,
-           ignore_residual_errors: bool, jobs: int, verbose: bool, weights: str | None, device: str, force: bool,
-           quiet: bool) -> None:
+           ignore_residual_errors: bool, predict_residual: bool, jobs: int, verbose: bool, weights: str | None,
+           device: str, force: bool, quiet: bool) -> None:
     """Decompress .rdc files to images.
 
     \b
@@ -284,6 +288,7 @@ def decode(inputs: tuple[str, ...], output: str | None, beta: float | None, max_
       rdcodec decode kodim23.rdc -b 1 -o machine.png # base layer image
       rdcodec decode out/*.rdc -o decoded/           # many files, all cores
       rdcodec decode kodim23.rdc -o - > out.png
+      rdcodec decode stripped.rdc --predict-residual # a base-only file toward fidelity
 
     On CPUs with native bfloat16 (AVX512-BF16 or AMX) the inner layers of the synthesis run in
     bfloat16: decoding is about 19% faster and PSNR moves by at most 0.002 dB. Set
@@ -294,7 +299,8 @@ def decode(inputs: tuple[str, ...], output: str | None, beta: float | None, max_
     from .batch import decode_file
 
     options: dict[str, Any] = {"beta": beta, "max_pixels": max_pixels,
-                               "ignore_residual_errors": ignore_residual_errors, "weights": weights,
+                               "ignore_residual_errors": ignore_residual_errors,
+                               "predict_residual": predict_residual, "weights": weights,
                                "device": device, "force": force}
     single = _route("decode", inputs, output, options, jobs, quiet)
     if single is None:

@@ -397,10 +397,17 @@ class Codec:
     @torch.no_grad()
     def decompress(self, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
                    ignore_residual_errors: bool = False,
-                   timings: dict[str, float] | None = None) -> tuple[Reconstruction, dict]:
+                   timings: dict[str, float] | None = None,
+                   predict_residual: bool = False) -> tuple[Reconstruction, dict]:
         """Decode ``data``; returns the reconstruction (render it at any beta) and notes.
 
-        ``timings``, when given, receives wall seconds per stage.
+        ``timings``, when given, receives wall seconds per stage. ``predict_residual=True``
+        gives a file without its residual layer (never written, stripped, or dropped as damaged)
+        the residual the decoder predicts from the base layer alone: the residual latent at
+        its conditional mean, ``s_hat = mu_s(y_hat)`` (every symbol 0), through the residual
+        branch. It costs no bits and one residual synthesis; ``beta < 1`` then moves toward
+        fidelity as with a coded residual (notes: ``residual_predicted``). Without it such a
+        file renders ``x_hat_1`` at every beta.
         """
         head = container.parse_header(data)
         if head.width * head.height > max_pixels:
@@ -441,6 +448,11 @@ class Codec:
                 s_sym = coder.decode_gaussian(s_str, s_idx)
             with clock("residual"):
                 s_hat = self._s_hat(s_sym, s_mu, igs)
+        elif predict_residual:
+            with clock("residual"):
+                s_mu, _, _ = self._s_model(y_hat)
+                s_hat = self._s_hat(np.zeros(s_mu.shape, np.int32), s_mu, igs)
+            notes["residual_predicted"] = True
         x_hat_1, r = self._reconstruct(y_hat, s_hat, h, w, clock)
         if flt is not None and r is not None:
             with clock("filter"):

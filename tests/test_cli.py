@@ -159,6 +159,15 @@ def test_strip(tmp_path, png):
     run("encode", png, "-o", full)
     assert run("strip", full, "-o", base).exit_code == 0
     assert json.loads(run("info", base, "--json").stdout)["layers"]["residual"] == 0
+    # a base-only file: beta has no effect unless the decoder predicts the residual
+    outs = {}
+    for name, args in {"b0": ["-b", "0"], "b1": ["-b", "1"], "p0": ["-b", "0", "--predict-residual"],
+                       "p1": ["-b", "1", "--predict-residual"]}.items():
+        assert run("decode", base, "-o", tmp_path / f"{name}.png", *args).exit_code == 0
+        outs[name] = np.asarray(Image.open(tmp_path / f"{name}.png"))
+    np.testing.assert_array_equal(outs["b0"], outs["b1"])
+    np.testing.assert_array_equal(outs["p1"], outs["b1"])
+    assert not np.array_equal(outs["p0"], outs["b0"])
 
 
 def test_help_has_examples():

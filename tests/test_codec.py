@@ -110,6 +110,32 @@ def test_strip_equals_cut(coded):
     assert rdcodec.info(stripped)["layers"]["residual"] == 0
 
 
+def test_predicted_residual_renders_a_stripped_file_toward_fidelity(codec, coded, crop):
+    stripped = rdcodec.strip(coded.data)
+    recon, notes = codec.decompress(stripped, predict_residual=True)
+    assert notes == {"residual_predicted": True}
+    # beta = 1 is still the base image, bit for bit; beta < 1 adds the predicted residual
+    np.testing.assert_array_equal(recon.render(1.0), coded.recon.render(1.0))
+    r0 = recon.r
+    assert r0 is not None and r0.shape == coded.recon.r.shape and float(r0.abs().mean()) > 0
+    # what the decoder predicts is the coded residual's part that needs no bits: closer to it than 0 is
+    assert float((r0 - coded.recon.r).square().mean()) < float(coded.recon.r.square().mean())
+    p1, p0, full = (psnr(img, crop) for img in (recon.render(1.0), recon.render(0.0), coded.recon.render(0.0)))
+    assert p1 < p0 < full
+    again, _ = codec.decompress(stripped, predict_residual=True)
+    np.testing.assert_array_equal(again.render(0.0), recon.render(0.0))          # deterministic
+    np.testing.assert_array_equal(rdcodec.decode(stripped, 0.0, predict_residual=True), recon.render(0.0))
+    # a file that has its residual layer decodes as before; a damaged one falls back to the prediction
+    same, notes = codec.decompress(coded.data, predict_residual=True)
+    assert notes == {}
+    np.testing.assert_array_equal(same.render(0.0), coded.recon.render(0.0))
+    damaged = bytearray(coded.data)
+    damaged[-3] ^= 0xFF
+    fallback, notes = codec.decompress(bytes(damaged), ignore_residual_errors=True, predict_residual=True)
+    assert "residual_dropped" in notes and notes["residual_predicted"]
+    np.testing.assert_array_equal(fallback.render(0.0), recon.render(0.0))
+
+
 def test_corrupted_file(codec, coded):
     data = bytearray(coded.data)
     data[container.parse_header(coded.data).size + 20] ^= 0xFF
