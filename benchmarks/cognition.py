@@ -80,11 +80,13 @@ def load_samples(folder: Path, limit: int) -> list[tuple[Path, int]]:
 
 def measure_image(path: Path, label: int, protocol: str, clfs: list[Classifier], seg: Segmenter | None,
                   codec, name: str, codecs: list[str], uncompressed: bool, refine: int = 0,
-                  settings: dict[str, list] | None = None) -> dict:
+                  settings: dict[str, list] | None = None, predicted: bool = False) -> dict:
     """One image's record: for every (curve, setting) the bpp, each classifier's top-5 and the mIoU.
 
     ``{"file", "label", "entries": [[curve, setting, bpp, {classifier: top5}, miou or None], ...]}``
-    ``settings`` replaces a classical codec's sweep of ``SETTINGS``.
+    ``settings`` replaces a classical codec's sweep of ``SETTINGS``. ``predicted`` measures, instead of
+    rdcodec's alpha x beta grid, its base-only files decoded at beta = 0 with the residual the decoder
+    predicts (curve ``<name>-pred-beta0``, rate = the stripped file).
     """
     settings = {**SETTINGS, **(settings or {})}
     with Image.open(path) as img:
@@ -102,7 +104,10 @@ def measure_image(path: Path, label: int, protocol: str, clfs: list[Classifier],
 
     if uncompressed:
         add("uncompressed", "original", 24.0, None, crop)
-    if codec is not None:
+    if codec is not None and predicted:
+        for a, bpp, dec in code_predicted(codec, src, ALPHAS):
+            add(f"{name}-pred-beta0", a, bpp, dec, post(dec))
+    elif codec is not None:
         for b, a, bpp, dec in code_rdcodec(codec, src, ALPHAS, BETAS, refine):
             add(f"{name}-beta{b:g}", a, bpp, dec, post(dec))
     for n in codecs:
@@ -192,6 +197,17 @@ def code_rdcodec(codec, crop: np.ndarray, alphas, betas, refine: int = 0):
             yield b, a, 8 * size / pixels, c.recon.render(b)
 
 
+def code_predicted(codec, crop: np.ndarray, alphas):
+    """Yield (alpha, bpp, decoded uint8 image) of the base-only file at beta = 0 with the residual the
+    decoder predicts from the base layer (``Codec.decompress(predict_residual=True)``)."""
+    an = codec.analyze(crop)
+    pixels = crop.shape[0] * crop.shape[1]
+    for a in alphas:
+        data = codec.compress(an, a, residual=False, reconstruct=False).data
+        recon, _ = codec.decompress(data, predict_residual=True)
+        yield a, 8 * len(data) / pixels, recon.render(0.0)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("folder", type=Path)
@@ -206,6 +222,9 @@ def main(argv=None) -> None:
     ap.add_argument("--settings", action="append", default=[], metavar="CODEC=Q,Q,...",
                     help="code a classical codec at these qualities instead of its sweep, e.g. to add points "
                          "to a curve measured before (each curve, image and setting keeps its first record)")
+    ap.add_argument("--predicted-residual", action="store_true",
+                    help="measure rdcodec's base-only files at beta = 0 with the residual the decoder predicts "
+                         "(curve NAME-pred-beta0) instead of its alpha x beta grid")
     ap.add_argument("--refine", type=int, default=0, metavar="STEPS",
                     help="encode rdcodec with latent refinement of STEPS gradient steps (give it its own --name)")
     ap.add_argument("--uncompressed", action="store_true", help="also measure the original images")
@@ -235,7 +254,8 @@ def main(argv=None) -> None:
         if n not in names:
             ap.error(f"--settings names {n!r}, which --codecs does not run")
     tags = [n if n not in settings else f"{n}-q{'-'.join(map(str, settings[n]))}" for n in names]
-    tag = "+".join(([args.name] if args.name else []) + tags + (["uncompressed"] if args.uncompressed else []))
+    ours = [args.name + ("-pred" if args.predicted_residual else "")] if args.name else []
+    tag = "+".join(ours + tags + (["uncompressed"] if args.uncompressed else []))
     if not tag:
         ap.error("nothing to measure: give --name, --codecs or --uncompressed")
     tag += "+seg" if args.segmentation else ""
@@ -260,7 +280,7 @@ def main(argv=None) -> None:
     with open(records, "a") as f:
         for i, (path, label) in enumerate(todo):
             rec = measure_image(path, label, args.protocol, clfs, seg, codec, args.name, names, args.uncompressed,
-                                args.refine, settings)
+                                args.refine, settings, args.predicted_residual)
             f.write(json.dumps(rec, separators=(",", ":")) + "\n")
             f.flush()
             if (i + 1) % 20 == 0 or i + 1 == len(todo):

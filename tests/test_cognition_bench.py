@@ -62,6 +62,17 @@ def test_measure_image_covers_the_grid_and_counts_real_bytes(tmp_path, example, 
     assert full == [bpp for _, bpp, _ in by_curve["ours-beta0.5"]]
 
 
+def test_measure_image_predicted_residual_curve(tmp_path, example, codec):
+    path = tmp_path / "img.png"
+    Image.fromarray(example).save(path)
+    rec = cognition.measure_image(path, 0, "A", [Brightness()], None, codec, "ours", [], False, predicted=True)
+    pts = [(c, s, bpp) for c, s, bpp, *_ in rec["entries"]]
+    assert [(c, s) for c, s, _ in pts] == [("ours-pred-beta0", a) for a in cognition.ALPHAS]
+    crop = cognition.preprocess_center_crop(Image.open(path))
+    for _, a, bpp in pts:   # the rate is the base-only file's
+        assert bpp == 8 * len(codec.compress(crop, a, residual=False, reconstruct=False).data) / crop[..., 0].size
+
+
 def test_records_merge_shards_skip_duplicates_and_cut_lines(tmp_path):
     e = lambda curve, setting, bpp, top1, m=None: [curve, setting, bpp, {"c": [top1, 9, 9, 9, 9]}, m]  # noqa: E731
     _write(tmp_path, "x.0of2.jsonl", [_record("a.jpg", 1, [e("j", 10, 0.2, 1), e("j", 50, 0.8, 1)])])
