@@ -10,7 +10,9 @@ Registered on ``import rdcodec``, like Pillow's own format plugins (magic-byte `
     >>> im.load()
     >>> im.save("copy.rdc", alpha=0.3, residual=True)              # refine=50: slower, better file
 
-Decoding honours ``im.beta`` (and ``im.weights``, a weights path, default the shipped ones).
+Decoding honours ``im.beta``, ``im.predict_residual`` (a file without its residual layer rendered
+with the residual the decoder predicts, :func:`rdcodec.decode`) and ``im.weights`` (a weights path,
+default the shipped ones).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class RdcImageFile(ImageFile.ImageFile):
     format_description = "rdcodec learned image codec"
 
     beta: float = 0.0
+    predict_residual: bool = False
     weights: str | None = None
 
     def _open(self) -> None:
@@ -56,7 +59,7 @@ class RdcImageFile(ImageFile.ImageFile):
     def load(self) -> Image.core.PixelAccess | None:
         """Decode at ``self.beta`` with ``self.weights`` (set them before the first load)."""
         if self.tile:  # pass the current options to the decoder
-            self.tile = [t._replace(args=(self.beta, self.weights)) for t in self.tile]
+            self.tile = [t._replace(args=(self.beta, self.weights, self.predict_residual)) for t in self.tile]
         return super().load()
 
 
@@ -69,9 +72,9 @@ class RdcDecoder(ImageFile.PyDecoder):
         """Decode the file behind ``self.fd`` (``buffer`` is unused: the decoder pulls the file)."""
         from .api import decode
 
-        beta, weights = self.args
+        beta, weights, predict_residual = self.args
         assert self.fd is not None
-        img = decode(self.fd.read(), beta=beta, weights=weights)
+        img = decode(self.fd.read(), beta=beta, weights=weights, predict_residual=predict_residual)
         self.set_as_raw(np.asarray(img).tobytes())
         return -1, 0
 

@@ -25,6 +25,15 @@ def test_load_matches_api(rdc_bytes, beta):
     np.testing.assert_array_equal(np.asarray(im), np.asarray(rdcodec.decode(rdc_bytes, beta=beta)))
 
 
+def test_load_predicts_the_residual_of_a_base_only_file(rdc_bytes):
+    base = rdcodec.strip(rdc_bytes)
+    im = Image.open(io.BytesIO(base))
+    im.predict_residual = True
+    predicted = np.asarray(rdcodec.decode(base, beta=0.0, predict_residual=True))
+    np.testing.assert_array_equal(np.asarray(im), predicted)
+    assert not np.array_equal(predicted, np.asarray(Image.open(io.BytesIO(base))))   # the default: x_hat_1
+
+
 def test_save_and_reopen(tmp_path, crop):
     p = tmp_path / "x.rdc"
     Image.fromarray(crop).save(p, alpha=0.2)
