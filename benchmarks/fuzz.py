@@ -8,9 +8,10 @@ arbitrary or edited bytes in the layers behind valid checksums, so the range dec
 transforms see them too.
 
 Every input runs in a worker process (``torch`` at 1 thread) that calls, as a user would:
-``parse_header``, ``unpack`` (strict and lenient), ``info``, ``strip`` and ``decompress`` (then
-renders beta 0 and 1 and checks the size). The contract under test: each input is decoded or
-refused with an ``RdcError`` subclass. Recorded:
+``parse_header``, ``unpack`` (strict and lenient), ``info``, ``strip`` and ``decompress`` (with
+``predict_residual`` on inputs whose last byte is odd; then renders beta 0 and 1 and checks the
+size). The contract under test: each input is decoded or refused with an ``RdcError`` subclass.
+Recorded:
 
 * crashes: any other exception (with its traceback), a worker that dies (native crash, killed
   for memory), or a decoded image of the wrong shape;
@@ -121,13 +122,15 @@ def _worker(conn, max_pixels: int, threads: int, make_seeds: bool) -> None:
                 steps.append("ok")
             except RdcError as e:
                 steps.append(type(e).__name__)
+        predict = bool(data[-1] & 1) if data else False  # half the inputs also try --predict-residual
         try:
             try:
-                recon, notes = codec.decompress(data, max_pixels=max_pixels)
+                recon, notes = codec.decompress(data, max_pixels=max_pixels, predict_residual=predict)
             except CorruptError as e:  # what --ignore-residual-errors is for: try it as a user would
                 if "--ignore-residual-errors" not in str(e):
                     raise
-                recon, notes = codec.decompress(data, max_pixels=max_pixels, ignore_residual_errors=True)
+                recon, notes = codec.decompress(data, max_pixels=max_pixels, ignore_residual_errors=True,
+                                                predict_residual=predict)
         except RdcError as e:
             return f"refused:{type(e).__name__}:{_template(str(e))}"
         h = container.parse_header(data)
@@ -135,7 +138,8 @@ def _worker(conn, max_pixels: int, threads: int, make_seeds: bool) -> None:
             out = recon.render(beta)
             if out.shape != (h.height, h.width, 3) or out.dtype != np.uint8:
                 raise AssertionError(f"decoded {out.shape} {out.dtype}, header says {h.width}x{h.height}")
-        return "decoded" + (":residual dropped" if notes else "") + ":" + ",".join(steps)
+        return ("decoded" + (":residual dropped" if "residual_dropped" in notes else "")
+                + (":residual predicted" if "residual_predicted" in notes else "") + ":" + ",".join(steps))
 
     if make_seeds:
         conn.send(_seeds(codec, container))

@@ -232,10 +232,11 @@ def _check_parse(data: bytes) -> None:
         pass
 
 
-def _check_decode(codec, data: bytes, max_pixels: int = 160 * 160) -> None:
+def _check_decode(codec, data: bytes, max_pixels: int = 160 * 160, predict_residual: bool = False) -> None:
     """The decoder's contract on any bytes: an image of the declared size, or an RdcError."""
     try:
-        recon, notes = codec.decompress(data, max_pixels=max_pixels, ignore_residual_errors=True)
+        recon, notes = codec.decompress(data, max_pixels=max_pixels, ignore_residual_errors=True,
+                                        predict_residual=predict_residual)
     except RdcError as e:
         event(f"refused: {type(e).__name__}")  # pytest --hypothesis-show-statistics
         return
@@ -244,7 +245,10 @@ def _check_decode(codec, data: bytes, max_pixels: int = 160 * 160) -> None:
     for beta in (0.0, 1.0):
         out = recon.render(beta)
         assert out.shape == (h.height, h.width, 3) and out.dtype.name == "uint8"
-    assert set(notes) <= {"residual_dropped"}
+    assert set(notes) <= {"residual_dropped", "residual_predicted"}
+    used = h.has_residual and "residual_dropped" not in notes   # the file's own residual layer decoded
+    assert notes.get("residual_predicted", False) == (predict_residual and not used)
+    assert (recon.r is not None) == (used or predict_residual)
 
 
 @BOUNDED
@@ -266,7 +270,7 @@ def test_decoder_contract_on_structured_inputs(codec, valid, valid_fixed, data):
     source = data.draw(st.sampled_from(["header", "bytes", "repacked", "repacked"]))
     file = data.draw(st.sampled_from([valid, valid_fixed]))
     blob = data.draw({"header": header_mutants, "bytes": byte_mutants, "repacked": repacked}[source](file))
-    _check_decode(codec, blob)
+    _check_decode(codec, blob, predict_residual=data.draw(st.booleans()))
 
 
 def test_the_long_fuzzer_reads_and_rebuilds_both_header_layouts(valid, valid_fixed):
