@@ -31,8 +31,8 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 import classical  # noqa: E402
+from rd import prepare  # noqa: E402
 
-from rdcodec.api import get_codec  # noqa: E402
 from rdcodec.eval.bjontegaard import bd_table  # noqa: E402
 
 RENDERS = {"rdcodec base beta=1": (False, 1.0), "rdcodec base predicted beta=0": (True, 0.0),
@@ -82,11 +82,7 @@ def main(argv=None) -> None:
     ap.add_argument("--weights", default=None)
     ap.add_argument("--limit", type=int, default=0, help="use only the first N images")
     args = ap.parse_args(argv)
-    images = classical.load_images(Path(args.folder), args.limit)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    alphas = np.linspace(0, 1, args.alphas)
-    codec = get_codec(args.weights)
+    images, out, alphas, codec = prepare(args)
     per_image, t0 = [], time.time()
     for i, img in enumerate(images):
         per_image.append(measure(codec, img, alphas))

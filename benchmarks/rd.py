@@ -152,6 +152,14 @@ def previous_curves(out: Path, spec: str, run_now: list[str]) -> list[str]:
     return [name for name in report.anchor_curves(out) if name not in run_now]
 
 
+def prepare(args) -> tuple[list[np.ndarray], Path, np.ndarray, object]:
+    """(images, output folder, alpha grid, codec) from the common options folder, limit, out, alphas, weights."""
+    images = classical.load_images(Path(args.folder), args.limit)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    return images, out, np.linspace(0, 1, args.alphas), get_codec(args.weights)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("folder")
@@ -170,11 +178,7 @@ def main(argv=None) -> None:
     ap.add_argument("--archive-previous", action="store_true", help="first move the run in --out, if it was "
                     "made with other weights, to --out/<its weights>/, keeping its curves as anchors")
     args = ap.parse_args(argv)
-    images = classical.load_images(Path(args.folder), args.limit)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    alphas = np.linspace(0, 1, args.alphas)
-    codec = get_codec(args.weights)
+    images, out, alphas, codec = prepare(args)
     jpeg = classical.CODECS["jpeg"]
     per_image, t0 = [], time.time()
     for i, img in enumerate(images):
