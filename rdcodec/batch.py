@@ -132,6 +132,8 @@ def decode_file(input: str, output: str, beta: float | None = None, max_pixels: 
     data = read_input(input)
     recon, notes = decoder_for(data, weights, device).decompress(data, max_pixels, ignore_residual_errors,
                                                                  predict_residual=predict_residual)
+    if recon.r is None:
+        notes = {**notes, "no_residual": True}  # beta cannot move this file's image
     pixels = recon.render(0.0 if beta is None else beta)
     buf = io.BytesIO()
     Image.fromarray(pixels, "RGB").save(buf, format=fmt)

@@ -311,6 +311,9 @@ def decode(inputs: tuple[str, ...], output: str | None, beta: float | None, max_
     if not quiet:
         if "residual_dropped" in notes:
             click.echo(f"rdcodec: warning: residual layer not used: {notes['residual_dropped']}", err=True)
+        elif notes.get("no_residual") and beta is not None and beta < 1:
+            click.echo(f"rdcodec: note: {input} has no residual layer, so --beta {beta:g} gives the beta = 1 "
+                       "image; --predict-residual renders it toward fidelity", err=True)
         if output != "-":
             click.echo(f"{output}: {w}x{h}", err=True)
         if verbose:

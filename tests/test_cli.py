@@ -166,6 +166,10 @@ def test_strip(tmp_path, png):
         assert run("decode", base, "-o", tmp_path / f"{name}.png", *args).exit_code == 0
         outs[name] = np.asarray(Image.open(tmp_path / f"{name}.png"))
     np.testing.assert_array_equal(outs["b0"], outs["b1"])
+    assert "no residual layer" in run("decode", base, "-o", tmp_path / "n.png", "-b", "0.5").output
+    for args in (["-b", "1"], ["-b", "0.5", "--predict-residual"]):
+        assert "no residual layer" not in run("decode", base, "-f", "-o", tmp_path / "n.png", *args).output
+    assert "no residual layer" not in run("decode", full, "-o", tmp_path / "f.png", "-b", "0.5").output
     np.testing.assert_array_equal(outs["p1"], outs["b1"])
     assert not np.array_equal(outs["p0"], outs["b0"])
 
