@@ -243,6 +243,8 @@ def main(argv=None) -> None:
         assert 0 <= shard < shards
     except (ValueError, AssertionError):
         ap.error(f"--shard must be I/N with 0 <= I < N, not {args.shard!r}")
+    if args.predicted_residual and args.refine:
+        ap.error("--predicted-residual measures plain base-only files: leave out --refine")
     names = [n for n in args.codecs.split(",") if n]
     settings = {}
     for spec in args.settings:

@@ -18,7 +18,9 @@ compress(x, alpha):
        when it pays for its bytes; written before the s string (``rdcodec.wiener``)
 decompress(data, beta) runs steps 4, 6 and 7 backwards from the decoded symbols, takes
 r' = W(x_hat_1 + r) - x_hat_1 when the file has a filter, and renders
-x_bar = x_hat_1 + (1 - beta) * r (Eq. 9), clamped to [0, 1] only at the output.
+x_bar = x_hat_1 + (1 - beta) * r (Eq. 9), clamped to [0, 1] only at the output. A file
+without its residual layer has r = None (x_hat_1 at every beta), or with
+``predict_residual=True`` the r of step 7 with every s symbol 0: s_hat = mu_s(y_hat).
 
 Files of format versions 1 to 3 were coded on a 64-pixel grid (the image padded to a multiple of
 64, so the latent is a multiple of 4 positions); the decoder reads the grid from the header

@@ -57,7 +57,8 @@ class RdcImageFile(ImageFile.ImageFile):
         self.tile = [ImageFile._Tile("rdc", (0, 0) + self.size, 0, ())]
 
     def load(self) -> Image.core.PixelAccess | None:
-        """Decode at ``self.beta`` with ``self.weights`` (set them before the first load)."""
+        """Decode at ``self.beta`` with ``self.weights`` and ``self.predict_residual`` (set them before
+        the first load)."""
         if self.tile:  # pass the current options to the decoder
             self.tile = [t._replace(args=(self.beta, self.weights, self.predict_residual)) for t in self.tile]
         return super().load()

@@ -122,6 +122,8 @@ def test_measure_image_takes_another_sweep(tmp_path, example):
         cognition.main(["folder", "--codecs", "jpeg", "--settings", "jpeg=10,high"])
     with pytest.raises(SystemExit):                 # a codec this run does not code
         cognition.main(["folder", "--codecs", "jpeg", "--settings", "hevc=11"])
+    with pytest.raises(SystemExit):                 # the prediction is measured on plain files
+        cognition.main(["folder", "--predicted-residual", "--refine", "5"])
 
 
 def test_bootstrap_intervals_from_records(tmp_path):
