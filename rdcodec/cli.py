@@ -348,7 +348,9 @@ def info(input: str, as_json: bool) -> None:
     for k in ("header", "base", "residual"):
         click.echo(f"  {k:<9} {L[k]:>10} bytes  {B[k]:.4f} bpp")
     if i["residual"] != "present":
-        click.echo(f"  residual layer {i['residual']}" + (f": {i['residual_error']}" if "residual_error" in i else ""))
+        click.echo(f"  residual layer {i['residual']}" + (f": {i['residual_error']}" if "residual_error" in i else "")
+                   + ("" if i["residual"] == "present" else " (decodes to the beta = 1 image; decode "
+                      "--predict-residual renders it toward fidelity)"))
     flt = i.get("output_filter")
     if flt and "error" in flt:
         click.echo(f"  output filter damaged: {flt['error']}")

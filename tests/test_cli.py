@@ -170,6 +170,7 @@ def test_strip(tmp_path, png):
     for args in (["-b", "1"], ["-b", "0.5", "--predict-residual"]):
         assert "no residual layer" not in run("decode", base, "-f", "-o", tmp_path / "n.png", *args).output
     assert "no residual layer" not in run("decode", full, "-o", tmp_path / "f.png", "-b", "0.5").output
+    assert "--predict-residual" in run("info", base).output and "--predict-residual" not in run("info", full).output
     np.testing.assert_array_equal(outs["p1"], outs["b1"])
     assert not np.array_equal(outs["p0"], outs["b0"])
 
