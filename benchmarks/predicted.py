@@ -31,6 +31,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 import classical  # noqa: E402
+import report  # noqa: E402
 from rd import prepare  # noqa: E402
 
 from rdcodec.eval.bjontegaard import bd_table  # noqa: E402
@@ -96,10 +97,9 @@ def main(argv=None) -> None:
                f"{[round(float(a), 3) for a in alphas]}", "results": res}
         (out / f"{name.replace(' ', '-').replace('=', '')}.json").write_text(json.dumps(doc, indent=1))
     anchors = {"rdcodec base beta=1": ours["rdcodec base beta=1"]}
-    for p in sorted(Path(args.anchors).glob("*.json")):
-        doc = json.loads(p.read_text())
-        if isinstance(doc, dict) and isinstance(doc.get("results"), dict) and "psnr-rgb" in doc["results"]:
-            anchors[p.stem] = doc["results"]
+    for p in sorted(Path(args.anchors).glob("*.json")):  # every curve there, the run's own included
+        if (curve := report.read_curve(p)) is not None:
+            anchors[p.stem] = curve
     tests = {k: v for k, v in ours.items() if k != "rdcodec base beta=1"}
     summary = {"weights": codec.weights_name, "images": len(images), "alpha": [float(a) for a in alphas],
                "anchors_from": args.anchors, "curves": ours, "bd": bd_table(tests, anchors)}
