@@ -80,15 +80,18 @@ def load_samples(folder: Path, limit: int) -> list[tuple[Path, int]]:
 
 def measure_image(path: Path, label: int, protocol: str, clfs: list[Classifier], seg: Segmenter | None,
                   codec, name: str, codecs: list[str], uncompressed: bool, refine: int = 0,
-                  settings: dict[str, list] | None = None, predicted: bool = False) -> dict:
+                  settings: dict[str, list] | None = None, predicted: bool = False,
+                  alphas: list[float] | None = None) -> dict:
     """One image's record: for every (curve, setting) the bpp, each classifier's top-5 and the mIoU.
 
     ``{"file", "label", "entries": [[curve, setting, bpp, {classifier: top5}, miou or None], ...]}``
     ``settings`` replaces a classical codec's sweep of ``SETTINGS``. ``predicted`` measures, instead of
     rdcodec's alpha x beta grid, its base-only files decoded at beta = 0 with the residual the decoder
-    predicts (curve ``<name>-pred-beta0``, rate = the stripped file).
+    predicts (curve ``<name>-pred-beta0``, rate = the stripped file). ``alphas`` replaces rdcodec's
+    grid ``ALPHAS`` (e.g. to add the alphas between the trained levels to a curve measured before).
     """
     settings = {**SETTINGS, **(settings or {})}
+    alphas = ALPHAS if alphas is None else alphas
     with Image.open(path) as img:
         crop = preprocess_center_crop(img)
         src = crop if protocol == "A" else np.asarray(img.convert("RGB"))
@@ -105,10 +108,10 @@ def measure_image(path: Path, label: int, protocol: str, clfs: list[Classifier],
     if uncompressed:
         add("uncompressed", "original", 24.0, None, crop)
     if codec is not None and predicted:
-        for a, bpp, dec in code_predicted(codec, src, ALPHAS):
+        for a, bpp, dec in code_predicted(codec, src, alphas):
             add(f"{name}-pred-beta0", a, bpp, dec, post(dec))
     elif codec is not None:
-        for b, a, bpp, dec in code_rdcodec(codec, src, ALPHAS, BETAS, refine):
+        for b, a, bpp, dec in code_rdcodec(codec, src, alphas, BETAS, refine):
             add(f"{name}-beta{b:g}", a, bpp, dec, post(dec))
     for n in codecs:
         for q in settings[n]:
@@ -222,6 +225,9 @@ def main(argv=None) -> None:
     ap.add_argument("--settings", action="append", default=[], metavar="CODEC=Q,Q,...",
                     help="code a classical codec at these qualities instead of its sweep, e.g. to add points "
                          "to a curve measured before (each curve, image and setting keeps its first record)")
+    ap.add_argument("--alphas", default=None, metavar="A,A,...",
+                    help=f"code rdcodec at these alphas instead of {','.join(map(str, ALPHAS))}, e.g. to add "
+                         "points between the trained levels to a curve measured before (same --name)")
     ap.add_argument("--predicted-residual", action="store_true",
                     help="measure rdcodec's base-only files at beta = 0 with the residual the decoder predicts "
                          "(curve NAME-pred-beta0) instead of its alpha x beta grid")
@@ -255,8 +261,19 @@ def main(argv=None) -> None:
             ap.error(f"--settings must be CODEC=Q,Q,... with integer qualities, not {spec!r}")
         if n not in names:
             ap.error(f"--settings names {n!r}, which --codecs does not run")
+    alphas = None
+    if args.alphas is not None:
+        try:
+            alphas = [float(a) for a in args.alphas.split(",")]
+        except ValueError:
+            ap.error(f"--alphas must be A,A,... with numbers in [0, 1], not {args.alphas!r}")
+        if not all(0.0 <= a <= 1.0 for a in alphas):
+            ap.error(f"--alphas must lie in [0, 1], not {args.alphas!r}")
+        if not args.name:
+            ap.error("--alphas sets rdcodec's grid: give --name")
     tags = [n if n not in settings else f"{n}-q{'-'.join(map(str, settings[n]))}" for n in names]
-    ours = [args.name + ("-pred" if args.predicted_residual else "")] if args.name else []
+    ours = [args.name + ("-pred" if args.predicted_residual else "")
+            + (f"-a{'-'.join(f'{a:g}' for a in alphas)}" if alphas else "")] if args.name else []
     tag = "+".join(ours + tags + (["uncompressed"] if args.uncompressed else []))
     if not tag:
         ap.error("nothing to measure: give --name, --codecs or --uncompressed")
@@ -282,7 +299,7 @@ def main(argv=None) -> None:
     with open(records, "a") as f:
         for i, (path, label) in enumerate(todo):
             rec = measure_image(path, label, args.protocol, clfs, seg, codec, args.name, names, args.uncompressed,
-                                args.refine, settings, args.predicted_residual)
+                                args.refine, settings, args.predicted_residual, alphas)
             f.write(json.dumps(rec, separators=(",", ":")) + "\n")
             f.flush()
             if (i + 1) % 20 == 0 or i + 1 == len(todo):

@@ -73,6 +73,23 @@ def test_measure_image_predicted_residual_curve(tmp_path, example, codec):
         assert bpp == 8 * len(codec.compress(crop, a, residual=False, reconstruct=False).data) / crop[..., 0].size
 
 
+def test_measure_image_takes_other_alphas(tmp_path, example, codec):
+    path = tmp_path / "img.png"
+    Image.fromarray(example).save(path)
+    rec = cognition.measure_image(path, 0, "A", [Brightness()], None, codec, "ours", [], False, alphas=[0.1, 0.9])
+    pts = {}
+    for c, s, bpp, *_ in rec["entries"]:
+        pts.setdefault(c, []).append((s, bpp))
+    assert sorted(pts) == sorted(f"ours-beta{b:g}" for b in cognition.BETAS)
+    assert all([s for s, _ in v] == [0.1, 0.9] for v in pts.values())
+    assert pts["ours-beta1"][0][1] < pts["ours-beta1"][1][1]       # the higher alpha costs more
+    for bad in ("0.1,x", "0.5,1.5", "-0.1"):                        # not numbers, or outside [0, 1]
+        with pytest.raises(SystemExit):
+            cognition.main(["folder", "--alphas", bad])
+    with pytest.raises(SystemExit):                                 # alphas without an rdcodec curve
+        cognition.main(["folder", "--name", "", "--alphas", "0.5"])
+
+
 def test_records_merge_shards_skip_duplicates_and_cut_lines(tmp_path):
     e = lambda curve, setting, bpp, top1, m=None: [curve, setting, bpp, {"c": [top1, 9, 9, 9, 9]}, m]  # noqa: E731
     _write(tmp_path, "x.0of2.jsonl", [_record("a.jpg", 1, [e("j", 10, 0.2, 1), e("j", 50, 0.8, 1)])])
