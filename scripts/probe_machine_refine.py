@@ -1,0 +1,118 @@
+"""Probe (session 29): encoder-side latent refinement for machines, at beta = 1.
+
+Not a product feature yet; the measurement behind ``docs/cognition.md`` "Refining the latent for
+machines". Like ``rdcodec.refine`` (which refines for the beta = 0 image's MSE), it runs Adam on
+this image's latent ``y`` with the decoder fixed, so every rdcodec reads the files, but on
+
+    L(y) = bits_base / (H W) + m * lambda(alpha) * 255^2 * MSE(x_hat_1, x) + nu(alpha) * D_feat(x_hat_1, x)
+
+with ``D_feat`` stage I's feature-fidelity term (``rdcodec.train.cognition.feature_distance``) on the
+training backbone (the MobileNetV1 extractor, never the reported classifiers). ``nu < 0`` takes
+run 21's per-level weights 0.5 / 0.8 / 1.3 / 2 / 3.2 / 5, interpolated like the gains. For each
+image (protocol A crop) and alpha it codes the base-only file plainly and once per setting, and
+records bytes, PSNR of x_hat_1, and each LiteRT classifier's top-1 hit and true-class score.
+
+    python scripts/probe_machine_refine.py N STEPS NU:M[,NU:M...] A[,A...] I/SHARDS out.json
+"""
+
+import csv
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from rdcodec.api import get_codec
+from rdcodec.codec import Analysis
+from rdcodec.model.gain import alpha_to_position
+from rdcodec.refine import _frozen, distortion_weight
+from rdcodec.train.cognition import ContrastiveLoss, feature_distance
+from rdcodec.vision.reference import Classifier, preprocess_center_crop
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+CLASSIFIERS = ["mobilenet_v2_1.0_224_quant", "tf2_mobilenet_v2_1.0_224_ptq", "mobilenet_v1_0.75_192_quant"]
+NUS = [0.5, 0.8, 1.3, 2.0, 3.2, 5.0]  # run 21's nu per trained level
+
+
+def feature_weight(nu: float, alpha: float) -> float:
+    if nu >= 0:
+        return nu
+    s, t = alpha_to_position(alpha, len(NUS))
+    return math.exp(t * math.log(NUS[s]) + (1 - t) * math.log(NUS[s + 1]))
+
+
+def refine_for_machines(codec, net, taps, an: Analysis, alpha: float, steps: int, nu: float, m: float) -> Analysis:
+    model = codec.m.model
+    x = codec._padded(an.image)
+    h, w = an.height, an.width
+    gains, lam = codec.m.gains(alpha), distortion_weight(model, alpha)
+    with torch.no_grad():
+        f_ref = net(x[..., :h, :w], taps)["features"]
+    with torch.random.fork_rng(), _frozen(model), torch.enable_grad():
+        torch.manual_seed(0)
+        lat = an.y.detach().float().clone().requires_grad_(True)
+        opt = torch.optim.Adam([lat], lr=0.01)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1.0 - i / steps)
+        for _ in range(steps):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=codec.m.bf16):
+                base = model.base_from_latent(lat, gains["y"], gains["z"], noise=True)
+            xh = base["x_hat"].float()[..., :h, :w]
+            loss = (base["bits_y"] + base["bits_z"]).sum() / (h * w)
+            loss = loss + m * lam * 255.0 ** 2 * (xh - x[..., :h, :w]).square().mean()
+            if nu:
+                loss = loss + nu * feature_distance(net(xh, taps)["features"], f_ref).sum()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+    return Analysis(lat.detach().contiguous(), h, w, an.image)
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    n, steps = int(sys.argv[1]), int(sys.argv[2])
+    sets = [tuple(map(float, t.split(":"))) for t in sys.argv[3].split(",")]
+    alphas = [float(a) for a in sys.argv[4].split(",")]
+    shard, shards = (int(v) for v in sys.argv[5].split("/"))
+    folder = SHARED / "data" / "imagenet_sample"
+    with open(folder / "labels.csv") as f:
+        rows = sorted((folder / r["file"], int(r["class_index"])) for r in csv.DictReader(f))
+    rows = rows[:: len(rows) // n][:n][shard::shards]
+    codec = get_codec("rdc-v22")
+    backbone = ContrastiveLoss()
+    net, taps = backbone.net, backbone.taps
+    for p in net.parameters():
+        p.requires_grad_(False)
+    clfs = [Classifier(SHARED / "models" / f"{c}.tflite") for c in CLASSIFIERS]
+    out, t0 = [], time.time()
+    for k, (path, label) in enumerate(rows):
+        crop = preprocess_center_crop(Image.open(path))
+        an = codec.analyze(crop)
+        rec = {"file": path.name, "label": label}
+        for a in alphas:
+            for kind in ["plain"] + [f"{nu:g}:{m:g}" for nu, m in sets]:
+                if kind == "plain":
+                    a_n = an
+                else:
+                    nu, m = map(float, kind.split(":"))
+                    a_n = refine_for_machines(codec, net, taps, an, a, steps, feature_weight(nu, a), m)
+                c = codec.compress(a_n, a, residual=False)
+                dec = c.recon.render(1.0)
+                psnr = 10 * np.log10(255 ** 2 / ((dec - crop.astype(np.float64)) ** 2).mean())
+                hits = []
+                for clf in clfs:
+                    sc = clf.scores(dec)
+                    off = 1 if len(sc) == 1001 else 0
+                    hits.append([int(np.argmax(sc)) - off == label, float(sc[label + off])])
+                rec.setdefault(kind, {})[str(a)] = [len(c.data), psnr, hits]
+        out.append(rec)
+        print(k, f"{time.time() - t0:.0f} s", flush=True)
+    Path(sys.argv[6]).write_text(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
