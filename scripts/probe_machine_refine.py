@@ -12,7 +12,9 @@ run 21's per-level weights 0.5 / 0.8 / 1.3 / 2 / 3.2 / 5, interpolated like the 
 image (protocol A crop) and alpha it codes the base-only file plainly and once per setting, and
 records bytes, PSNR of x_hat_1, and each LiteRT classifier's top-1 hit and true-class score.
 
-    python scripts/probe_machine_refine.py N STEPS NU:M[,NU:M...] A[,A...] I/SHARDS out.json
+    python scripts/probe_machine_refine.py N STEPS NU:M[,NU:M...] A[,A...] I/SHARDS out.json [OFFSET]
+
+N images, every (1000 // N)-th from OFFSET (default 0), so another OFFSET gives disjoint images.
 """
 
 import csv
@@ -81,7 +83,8 @@ def main() -> None:
     folder = SHARED / "data" / "imagenet_sample"
     with open(folder / "labels.csv") as f:
         rows = sorted((folder / r["file"], int(r["class_index"])) for r in csv.DictReader(f))
-    rows = rows[:: len(rows) // n][:n][shard::shards]
+    offset = int(sys.argv[7]) if len(sys.argv) > 7 else 0
+    rows = rows[offset:: len(rows) // n][:n][shard::shards]
     codec = get_codec("rdc-v22")
     backbone = ContrastiveLoss()
     net, taps = backbone.net, backbone.taps
