@@ -42,12 +42,17 @@ Gains = dict[str, tuple[torch.Tensor, torch.Tensor]]
 LEARNING_RATE = 0.01
 
 
+def per_level(values, alpha: float) -> float:
+    """A positive weight given per trained level (``values[i]`` at level ``i``) at ``alpha``,
+    interpolated log-linearly between the two neighbouring levels, like the gains."""
+    s, l = alpha_to_position(alpha, len(values))
+    return math.exp(l * math.log(values[s]) + (1.0 - l) * math.log(values[s + 1]))
+
+
 def distortion_weight(model: RDCModel, alpha: float) -> float:
     """``lambda(alpha)``: the base distortion weight ``base_lambda_scale * lambda_n`` of the
     trained levels, interpolated log-linearly between the two neighbours of ``alpha``."""
-    s, l = alpha_to_position(alpha, len(LAMBDAS))
-    lam = math.exp(l * math.log(LAMBDAS[s]) + (1.0 - l) * math.log(LAMBDAS[s + 1]))
-    return lam * model.config.base_lambda_scale
+    return per_level(LAMBDAS, alpha) * model.config.base_lambda_scale
 
 
 def refinement_loss(model: RDCModel, x: torch.Tensor, y: torch.Tensor, gains: Gains, lam: float,
@@ -80,13 +85,16 @@ def _frozen(model: RDCModel):
 
 def refine_latent(model: RDCModel, x: torch.Tensor, y: torch.Tensor, alpha: float, gains: Gains, steps: int,
                   height: int, width: int, lr: float = LEARNING_RATE, seed: int = 0, bf16: bool = False,
-                  progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
+                  progress: Callable[[int, int], None] | None = None,
+                  objective: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """``steps`` Adam steps on :func:`refinement_loss` from ``y`` (1, M, h, w); returns the refined
     latent (same shape, float32, detached). ``steps = 0`` returns ``y`` itself. ``gains`` are
     alpha's interpolated gains on ``y``'s device (:meth:`rdcodec.model.rdc.CodingModel.gains`).
 
     ``progress(step, steps)`` is called after every step. The result depends only on the
     inputs, ``seed`` and the machine's arithmetic (the global RNG state is left untouched).
+    ``objective(latent)``, when given, replaces :func:`refinement_loss` as the loss to minimize
+    (e.g. ``scripts/probe_machine_refine.py``'s loss for the classifiers).
     """
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
@@ -98,9 +106,11 @@ def refine_latent(model: RDCModel, x: torch.Tensor, y: torch.Tensor, alpha: floa
         latent = y.detach().float().clone().requires_grad_(True)
         opt = torch.optim.Adam([latent], lr=lr)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1.0 - i / steps)
-        lam = distortion_weight(model, alpha)
+        if objective is None:
+            lam = distortion_weight(model, alpha)
+            objective = lambda y_: refinement_loss(model, x, y_, gains, lam, height, width, bf16)  # noqa: E731
         for step in range(steps):
-            loss = refinement_loss(model, x, latent, gains, lam, height, width, bf16)
+            loss = objective(latent)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

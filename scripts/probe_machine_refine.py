@@ -19,7 +19,6 @@ N images, every (1000 // N)-th from OFFSET (default 0), so another OFFSET gives 
 
 import csv
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -30,8 +29,7 @@ from PIL import Image
 
 from rdcodec.api import get_codec
 from rdcodec.codec import Analysis
-from rdcodec.model.gain import alpha_to_position
-from rdcodec.refine import _frozen, distortion_weight
+from rdcodec.refine import distortion_weight, per_level, refine_latent
 from rdcodec.train.cognition import ContrastiveLoss, feature_distance
 from rdcodec.vision.reference import Classifier, preprocess_center_crop
 
@@ -41,37 +39,31 @@ NUS = [0.5, 0.8, 1.3, 2.0, 3.2, 5.0]  # run 21's nu per trained level
 
 
 def feature_weight(nu: float, alpha: float) -> float:
-    if nu >= 0:
-        return nu
-    s, t = alpha_to_position(alpha, len(NUS))
-    return math.exp(t * math.log(NUS[s]) + (1 - t) * math.log(NUS[s + 1]))
+    """``nu`` itself, or for ``nu < 0`` run 21's weights :data:`NUS` at ``alpha``."""
+    return nu if nu >= 0 else per_level(NUS, alpha)
 
 
 def refine_for_machines(codec, net, taps, an: Analysis, alpha: float, steps: int, nu: float, m: float) -> Analysis:
+    """``an`` with its latent refined by :func:`rdcodec.refine.refine_latent` on the module's loss."""
     model = codec.m.model
     x = codec._padded(an.image)
     h, w = an.height, an.width
     gains, lam = codec.m.gains(alpha), distortion_weight(model, alpha)
     with torch.no_grad():
         f_ref = net(x[..., :h, :w], taps)["features"]
-    with torch.random.fork_rng(), _frozen(model), torch.enable_grad():
-        torch.manual_seed(0)
-        lat = an.y.detach().float().clone().requires_grad_(True)
-        opt = torch.optim.Adam([lat], lr=0.01)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1.0 - i / steps)
-        for _ in range(steps):
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=codec.m.bf16):
-                base = model.base_from_latent(lat, gains["y"], gains["z"], noise=True)
-            xh = base["x_hat"].float()[..., :h, :w]
-            loss = (base["bits_y"] + base["bits_z"]).sum() / (h * w)
-            loss = loss + m * lam * 255.0 ** 2 * (xh - x[..., :h, :w]).square().mean()
-            if nu:
-                loss = loss + nu * feature_distance(net(xh, taps)["features"], f_ref).sum()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-    return Analysis(lat.detach().contiguous(), h, w, an.image)
+
+    def loss(lat: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=codec.m.bf16):
+            base = model.base_from_latent(lat, gains["y"], gains["z"], noise=True)
+        xh = base["x_hat"].float()[..., :h, :w]
+        out = (base["bits_y"] + base["bits_z"]).sum() / (h * w)
+        out = out + m * lam * 255.0 ** 2 * (xh - x[..., :h, :w]).square().mean()
+        if nu:
+            out = out + nu * feature_distance(net(xh, taps)["features"], f_ref).sum()
+        return out
+
+    lat = refine_latent(model, x, an.y, alpha, gains, steps, h, w, objective=loss)
+    return Analysis(lat, h, w, an.image)
 
 
 def main() -> None:

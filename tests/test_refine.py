@@ -110,3 +110,11 @@ def test_cli_refine_with_a_target_is_a_usage_error(tmp_path, target):
     assert r.exit_code == 2
     assert "--refine works with --alpha" in r.output
     assert not out.exists()
+
+
+def test_refinement_takes_another_objective(codec, crop):
+    an = codec.analyze(crop)
+    target = torch.zeros_like(an.y)
+    y = refine_latent(codec.m.model, codec._padded(crop), an.y, 0.4, codec.m.gains(0.4), 5, *crop.shape[:2],
+                      objective=lambda lat: (lat - target).square().sum())
+    assert (y - target).square().sum() < (an.y - target).square().sum()   # it minimized the given loss
