@@ -49,8 +49,9 @@ sys.path.insert(0, str(HERE))
 
 import classical  # noqa: E402
 
-from rdcodec.api import get_codec  # noqa: E402
+from rdcodec.api import MACHINE_STEPS, get_codec, load_backbone  # noqa: E402
 from rdcodec.bitstream import container  # noqa: E402
+from rdcodec.errors import RdcError  # noqa: E402
 from rdcodec.eval.bjontegaard import bd_quality, bd_quality_interval  # noqa: E402
 from rdcodec.eval.metrics import miou  # noqa: E402
 from rdcodec.vision.reference import Classifier, Segmenter, preprocess_center_crop  # noqa: E402
@@ -81,7 +82,7 @@ def load_samples(folder: Path, limit: int) -> list[tuple[Path, int]]:
 def measure_image(path: Path, label: int, protocol: str, clfs: list[Classifier], seg: Segmenter | None,
                   codec, name: str, codecs: list[str], uncompressed: bool, refine: int = 0,
                   settings: dict[str, list] | None = None, predicted: bool = False,
-                  alphas: list[float] | None = None) -> dict:
+                  alphas: list[float] | None = None, machines=None) -> dict:
     """One image's record: for every (curve, setting) the bpp, each classifier's top-5 and the mIoU.
 
     ``{"file", "label", "entries": [[curve, setting, bpp, {classifier: top5}, miou or None], ...]}``
@@ -89,6 +90,8 @@ def measure_image(path: Path, label: int, protocol: str, clfs: list[Classifier],
     rdcodec's alpha x beta grid, its base-only files decoded at beta = 0 with the residual the decoder
     predicts (curve ``<name>-pred-beta0``, rate = the stripped file). ``alphas`` replaces rdcodec's
     grid ``ALPHAS`` (e.g. to add the alphas between the trained levels to a curve measured before).
+    ``machines`` (a :class:`~rdcodec.vision.features.FeatureBackbone`) makes the ``refine`` steps
+    refine for that vision network (:func:`rdcodec.refine.refine_for_machines`).
     """
     settings = {**SETTINGS, **(settings or {})}
     alphas = ALPHAS if alphas is None else alphas
@@ -111,7 +114,7 @@ def measure_image(path: Path, label: int, protocol: str, clfs: list[Classifier],
         for a, bpp, dec in code_predicted(codec, src, alphas):
             add(f"{name}-pred-beta0", a, bpp, dec, post(dec))
     elif codec is not None:
-        for b, a, bpp, dec in code_rdcodec(codec, src, alphas, BETAS, refine):
+        for b, a, bpp, dec in code_rdcodec(codec, src, alphas, BETAS, refine, machines):
             add(f"{name}-beta{b:g}", a, bpp, dec, post(dec))
     for n in codecs:
         for q in settings[n]:
@@ -186,13 +189,14 @@ def aggregate(folder: Path, protocol: str) -> list[str]:
     return written
 
 
-def code_rdcodec(codec, crop: np.ndarray, alphas, betas, refine: int = 0):
+def code_rdcodec(codec, crop: np.ndarray, alphas, betas, refine: int = 0, machines=None):
     """Yield (beta, alpha, bpp, decoded uint8 image) for the alpha x beta grid (``refine``: steps
-    of encoder-side latent refinement, :mod:`rdcodec.refine`)."""
+    of encoder-side latent refinement, :mod:`rdcodec.refine`, for the vision network ``machines``
+    when given)."""
     an = codec.analyze(crop)
     pixels = crop.shape[0] * crop.shape[1]
     for a in alphas:
-        c = codec.compress(an, a, refine=refine)
+        c = codec.compress(an, a, refine=refine, machines=machines)
 
         base_bytes = container.base_only_size(c.data)
         for b in betas:
@@ -233,6 +237,9 @@ def main(argv=None) -> None:
                          "(curve NAME-pred-beta0) instead of its alpha x beta grid")
     ap.add_argument("--refine", type=int, default=0, metavar="STEPS",
                     help="encode rdcodec with latent refinement of STEPS gradient steps (give it its own --name)")
+    ap.add_argument("--machines", type=Path, default=None, metavar="NETWORK.tflite",
+                    help="refine rdcodec's latent for this vision network (--refine steps, default "
+                         f"{MACHINE_STEPS}; rdcodec.refine.refine_for_machines; give it its own --name)")
     ap.add_argument("--uncompressed", action="store_true", help="also measure the original images")
     ap.add_argument("--segmentation", action="store_true",
                     help=f"also record DeepLabV3 segmentation agreement ({SEG_KEY}, %%) against the original")
@@ -249,8 +256,17 @@ def main(argv=None) -> None:
         assert 0 <= shard < shards
     except (ValueError, AssertionError):
         ap.error(f"--shard must be I/N with 0 <= I < N, not {args.shard!r}")
-    if args.predicted_residual and args.refine:
-        ap.error("--predicted-residual measures plain base-only files: leave out --refine")
+    if args.predicted_residual and (args.refine or args.machines):
+        ap.error("--predicted-residual measures plain base-only files: leave out --refine and --machines")
+    machines = None
+    if args.machines is not None:
+        if not args.name:
+            ap.error("--machines refines rdcodec's files: give --name")
+        try:
+            machines = load_backbone(args.machines)
+        except RdcError as exc:
+            ap.error(str(exc))
+        args.refine = args.refine or MACHINE_STEPS
     names = [n for n in args.codecs.split(",") if n]
     settings = {}
     for spec in args.settings:
@@ -299,7 +315,7 @@ def main(argv=None) -> None:
     with open(records, "a") as f:
         for i, (path, label) in enumerate(todo):
             rec = measure_image(path, label, args.protocol, clfs, seg, codec, args.name, names, args.uncompressed,
-                                args.refine, settings, args.predicted_residual, alphas)
+                                args.refine, settings, args.predicted_residual, alphas, machines)
             f.write(json.dumps(rec, separators=(",", ":")) + "\n")
             f.flush()
             if (i + 1) % 20 == 0 or i + 1 == len(todo):

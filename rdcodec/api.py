@@ -28,6 +28,8 @@ from .eval.metrics import psnr
 from .image import load_rgb8
 from .model.fastpath import bf16_default
 from .model.rdc import CodingModel
+from .refine import MACHINE_STEPS
+from .vision.features import FeatureBackbone
 from .wiener import OutputFilter
 
 #: What ``encode`` and friends accept: a path, encoded image bytes, a PIL image or an HxWx3 uint8 array.
@@ -35,6 +37,31 @@ ImageSource: TypeAlias = str | Path | bytes | Image.Image | np.ndarray
 
 #: Default tolerance of :func:`compress_to_psnr`, in dB above the target.
 PSNR_TOLERANCE = 0.1
+
+#: What ``machines=`` accepts: a vision network's TFLite file or a ready :class:`FeatureBackbone`.
+BackboneSource: TypeAlias = str | Path | FeatureBackbone
+
+
+def load_backbone(source: BackboneSource) -> FeatureBackbone:
+    """The :class:`~rdcodec.vision.features.FeatureBackbone` for ``machines=``: a TFLite file
+    (loaded once per path) or the backbone itself. Raises :class:`RdcError` when the file cannot
+    be read as a vision network."""
+    if isinstance(source, FeatureBackbone):
+        return source
+    return _backbone(str(Path(source).resolve()))
+
+
+@lru_cache(maxsize=2)
+def _backbone(path: str) -> FeatureBackbone:
+    if not Path(path).is_file():
+        raise RdcError(f"no vision network at '{path}' (give a TFLite file, e.g. the MobileNetV1 "
+                       "embedding extractor that stage I trained against)")
+    try:
+        return FeatureBackbone.load(path)
+    except ImportError as exc:
+        raise RdcError(f"refining for machines reads TFLite files with ai-edge-litert: {exc}") from exc
+    except Exception as exc:  # a file that is not a TFLite graph of the supported operators
+        raise RdcError(f"cannot read '{path}' as a TFLite vision network ({type(exc).__name__}: {exc})") from exc
 
 
 def resolve_device(device: str) -> str:
@@ -84,12 +111,17 @@ def decoder_for(data: bytes, weights: str | None = None, device: str = "cpu") ->
 def compress(image: ImageSource, alpha: float = 0.5, residual: bool = True, *, weights: str | None = None,
              device: str = "cpu", estimate: bool = False, check_residual: bool = False,
              reconstruct: bool = True, refine: int = 0,
-             progress: Callable[[int, int], None] | None = None, output_filter: bool = False) -> Compressed:
+             progress: Callable[[int, int], None] | None = None, output_filter: bool = False,
+             machines: BackboneSource | None = None) -> Compressed:
     """Like :func:`encode`, but also returns the encoder's own reconstruction (unless
     ``reconstruct=False``, which skips the synthesis)."""
+    backbone = None
+    if machines is not None:
+        backbone, refine = load_backbone(machines), refine or MACHINE_STEPS
     return get_codec(weights, device).compress(load_rgb8(image), alpha, residual, estimate,
                                                reconstruct=reconstruct, check_residual=check_residual,
-                                               refine=refine, progress=progress, output_filter=output_filter)
+                                               refine=refine, progress=progress, output_filter=output_filter,
+                                               machines=backbone)
 
 
 def compress_to_size(image: ImageSource, max_bytes: int, residual: bool = True, *, weights: str | None = None,
@@ -157,7 +189,8 @@ def compress_to_psnr(image: ImageSource, target_psnr: float, residual: bool = Tr
 
 def encode(image: ImageSource, alpha: float = 0.5, residual: bool = True, *, weights: str | None = None,
            device: str = "cpu", check_residual: bool = False, refine: int = 0,
-           progress: Callable[[int, int], None] | None = None, output_filter: bool = False) -> bytes:
+           progress: Callable[[int, int], None] | None = None, output_filter: bool = False,
+           machines: BackboneSource | None = None) -> bytes:
     """Compress ``image`` (path, encoded bytes, PIL image or HxWx3 uint8 array) to .rdc bytes.
 
     ``alpha`` in [0, 1] picks the rate (0 lowest, 1 highest); ``residual=False`` writes the
@@ -168,9 +201,15 @@ def encode(image: ImageSource, alpha: float = 0.5, residual: bool = True, *, wei
     ``progress(step, N)`` follows the steps. ``output_filter=True`` fits a Wiener filter to this
     image's beta = 0 output and writes it into the residual layer when it pays for its bytes
     (:mod:`rdcodec.wiener`; about 3x the encode time; the file's header says so, flag bit 1).
+    ``machines``, a vision network (a TFLite file such as the MobileNetV1 embedding extractor
+    stage I trained against, or a :class:`~rdcodec.vision.features.FeatureBackbone`), makes the
+    refinement search a base layer that keeps that network's features
+    (:func:`rdcodec.refine.refine_for_machines`; ``refine`` defaults to :data:`MACHINE_STEPS`
+    then). The file is an ordinary rdcodec file; decode it at beta = 1 for machines.
     """
     return compress(image, alpha, residual, weights=weights, device=device, check_residual=check_residual,
-                    reconstruct=False, refine=refine, progress=progress, output_filter=output_filter).data
+                    reconstruct=False, refine=refine, progress=progress, output_filter=output_filter,
+                    machines=machines).data
 
 
 def _as_bytes(data: bytes | str | Path) -> bytes:

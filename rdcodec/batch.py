@@ -76,17 +76,19 @@ def encode_file(input: str, output: str, alpha: float = 0.5, target_size: int | 
                 target_bpp: float | None = None, target_psnr: float | None = None, residual: bool = True,
                 weights: str | None = None, device: str = "cpu", force: bool = False,
                 check_residual: bool = False, refine: int = 0,
-                progress: Callable[[int, int], None] | None = None, output_filter: bool = False) -> Encoded:
+                progress: Callable[[int, int], None] | None = None, output_filter: bool = False,
+                machines: str | None = None) -> Encoded:
     """Encode one file; a target size (bytes) or bpp picks alpha by bisection on real sizes, a
     target PSNR (dB at beta = 0) by bisection on real encodes. ``refine`` steps of latent
-    refinement (``progress`` follows them) works with a given alpha only; the Wiener output
-    filter (``output_filter``) with any target (every probe then fits its filter).
+    refinement (``progress`` follows them; for the vision network at ``machines`` when given,
+    :func:`rdcodec.api.encode`) work with a given alpha only; the Wiener output filter
+    (``output_filter``) with any target (every probe then fits its filter).
     """
     from .api import compress, compress_to_psnr, compress_to_size
     from .fileio import check_writable, read_input, write_atomic
     from .image import load_rgb8
 
-    if refine and (target_psnr is not None or target_size is not None or target_bpp is not None):
+    if (refine or machines) and (target_psnr is not None or target_size is not None or target_bpp is not None):
         raise RdcError("latent refinement works with a given alpha, not with a size or PSNR target")
     check_writable(output, force)
     source = read_input(input)
@@ -108,7 +110,7 @@ def encode_file(input: str, output: str, alpha: float = 0.5, target_size: int | 
     else:
         result = compress(source, alpha, residual, weights=weights, device=device,
                           check_residual=check_residual, reconstruct=False, refine=refine, progress=progress,
-                          output_filter=output_filter)
+                          output_filter=output_filter, machines=machines)
     write_atomic(output, lambda f: f.write(result.data), force)
     return Encoded(result.data, alpha, max_bytes, quality)
 

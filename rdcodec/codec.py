@@ -60,7 +60,8 @@ from .errors import CorruptError, LimitError, RdcError, WeightsError
 from .model import tiling
 from .model.context import anchor_mask
 from .model.rdc import CodingModel
-from .refine import refine_latent
+from .refine import refine_for_machines, refine_latent
+from .vision.features import FeatureBackbone
 
 PAD = container.GRID  # the encoder pads images to a multiple of this (the 32-pixel grid of format versions 4 and 5)
 DEFAULT_MAX_PIXELS = 200_000_000
@@ -231,7 +232,8 @@ class Codec:
         return F.pad(x, (0, -w % PAD, 0, -h % PAD), mode="replicate")
 
     def refine(self, an: Analysis, alpha: float, steps: int,
-               progress: Callable[[int, int], None] | None = None) -> Analysis:
+               progress: Callable[[int, int], None] | None = None,
+               machines: FeatureBackbone | None = None) -> Analysis:
         """``an`` with its latent refined for ``alpha`` by ``steps`` gradient steps on this image's
         own rate-distortion loss (:mod:`rdcodec.refine`); needs the original (``an.image``).
 
@@ -245,8 +247,12 @@ class Codec:
         if _tiled(h, w):
             raise RdcError(f"latent refinement works on images up to {tiling.MIN_TILED_PIXELS} pixels "
                            f"(after padding to a multiple of {PAD}); this one is {w}x{h}: encode it without it")
-        y = refine_latent(self.m.model, self._padded(an.image), an.y, alpha, self.m.gains(alpha), steps, h, w,
-                          bf16=self.m.bf16, progress=progress)
+        x, gains = self._padded(an.image), self.m.gains(alpha)
+        if machines is None:
+            y = refine_latent(self.m.model, x, an.y, alpha, gains, steps, h, w, bf16=self.m.bf16, progress=progress)
+        else:
+            y = refine_for_machines(self.m.model, x, an.y, alpha, gains, steps, h, w, machines, self.m.bf16,
+                                    progress)
         return Analysis(y, h, w, an.image)
 
     @torch.no_grad()
@@ -254,7 +260,7 @@ class Codec:
                  estimate: bool = False, reconstruct: bool = True, check_residual: bool = False,
                  timings: dict[str, float] | None = None, refine: int = 0,
                  progress: Callable[[int, int], None] | None = None,
-                 output_filter: bool = False) -> Compressed:
+                 output_filter: bool = False, machines: FeatureBackbone | None = None) -> Compressed:
         """Code an (H, W, 3) uint8 image (or its :meth:`analyze` result) at rate ``alpha`` in [0, 1].
 
         ``reconstruct=False`` returns no reconstruction (``recon`` is None) and skips the
@@ -269,8 +275,13 @@ class Codec:
         ``output_filter=True`` (with an image or its ``analyze`` result, and the residual layer)
         fits a Wiener filter to this image's beta = 0 reconstruction and writes it into the
         residual layer when it pays for its bytes (:mod:`rdcodec.wiener`; header flag bit 1); it
-        costs a synthesis and a least-squares fit.
+        costs a synthesis and a least-squares fit. ``machines``, a vision network's feature maps
+        (:class:`~rdcodec.vision.features.FeatureBackbone`), makes the ``refine`` steps search a
+        base layer for vision networks instead (:func:`rdcodec.refine.refine_for_machines`); the
+        residual layer then codes the rest toward beta = 0 as usual.
         """
+        if machines is not None and not refine:
+            raise ValueError("refining for machines needs refine > 0 steps")
         if refine < 0:
             raise ValueError(f"refine must be >= 0 steps, got {refine}")
         if not 0.0 <= alpha <= 1.0 or math.isnan(alpha):
@@ -285,7 +296,7 @@ class Codec:
         alpha_q = container.quantize_alpha(alpha)
         if refine:
             with clock("refine"):
-                an = self.refine(an, alpha_q / container.ALPHA_STEPS, refine, progress)
+                an = self.refine(an, alpha_q / container.ALPHA_STEPS, refine, progress, machines)
         y, h, w = an.y, an.height, an.width
 
         with clock("hyper"):

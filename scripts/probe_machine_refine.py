@@ -1,14 +1,15 @@
 """Probe (session 29): encoder-side latent refinement for machines, at beta = 1.
 
-Not a product feature yet; the measurement behind ``docs/cognition.md`` "Refining the latent for
-machines". Like ``rdcodec.refine`` (which refines for the beta = 0 image's MSE), it runs Adam on
-this image's latent ``y`` with the decoder fixed, so every rdcodec reads the files, but on
+The measurement behind ``docs/cognition.md`` "Refining the latent for machines", which became
+``rdcodec encode --machines`` (session 30). It runs :func:`rdcodec.refine.refine_for_machines`,
+Adam on this image's latent ``y`` with the decoder fixed, on
 
     L(y) = bits_base / (H W) + m * lambda(alpha) * 255^2 * MSE(x_hat_1, x) + nu(alpha) * D_feat(x_hat_1, x)
 
-with ``D_feat`` stage I's feature-fidelity term (``rdcodec.train.cognition.feature_distance``) on the
-training backbone (the MobileNetV1 extractor, never the reported classifiers). ``nu < 0`` takes
-run 21's per-level weights 0.5 / 0.8 / 1.3 / 2 / 3.2 / 5, interpolated like the gains. For each
+with ``D_feat`` stage I's feature-fidelity term (``rdcodec.vision.features.feature_distance``) on the
+training backbone (the MobileNetV1 extractor, never the reported classifiers), at the probe's step
+size 0.01 (the product's default is 10 steps at 0.02). ``nu < 0`` takes run 21's per-level weights
+0.5 / 0.8 / 1.3 / 2 / 3.2 / 5 (``rdcodec.refine.FEATURE_WEIGHTS``), interpolated like the gains. For each
 image (protocol A crop) and alpha it codes the base-only file plainly and once per setting, and
 records bytes, PSNR of x_hat_1, and each LiteRT classifier's top-1 hit and true-class score.
 
@@ -27,43 +28,26 @@ import numpy as np
 import torch
 from PIL import Image
 
-from rdcodec.api import get_codec
+from rdcodec.api import get_codec, load_backbone
 from rdcodec.codec import Analysis
-from rdcodec.refine import distortion_weight, per_level, refine_latent
-from rdcodec.train.cognition import ContrastiveLoss, feature_distance
+from rdcodec.refine import FEATURE_WEIGHTS, LEARNING_RATE, per_level, refine_for_machines
 from rdcodec.vision.reference import Classifier, preprocess_center_crop
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 CLASSIFIERS = ["mobilenet_v2_1.0_224_quant", "tf2_mobilenet_v2_1.0_224_ptq", "mobilenet_v1_0.75_192_quant"]
-NUS = [0.5, 0.8, 1.3, 2.0, 3.2, 5.0]  # run 21's nu per trained level
 
 
 def feature_weight(nu: float, alpha: float) -> float:
-    """``nu`` itself, or for ``nu < 0`` run 21's weights :data:`NUS` at ``alpha``."""
-    return nu if nu >= 0 else per_level(NUS, alpha)
+    """``nu`` itself, or for ``nu < 0`` run 21's weights ``FEATURE_WEIGHTS`` at ``alpha``."""
+    return nu if nu >= 0 else per_level(FEATURE_WEIGHTS, alpha)
 
 
-def refine_for_machines(codec, net, taps, an: Analysis, alpha: float, steps: int, nu: float, m: float) -> Analysis:
-    """``an`` with its latent refined by :func:`rdcodec.refine.refine_latent` on the module's loss."""
-    model = codec.m.model
+def refined(codec, backbone, an: Analysis, alpha: float, steps: int, nu: float, m: float) -> Analysis:
+    """``an`` with its latent refined for machines with weights ``nu`` and ``m``."""
     x = codec._padded(an.image)
-    h, w = an.height, an.width
-    gains, lam = codec.m.gains(alpha), distortion_weight(model, alpha)
-    with torch.no_grad():
-        f_ref = net(x[..., :h, :w], taps)["features"]
-
-    def loss(lat: torch.Tensor) -> torch.Tensor:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=codec.m.bf16):
-            base = model.base_from_latent(lat, gains["y"], gains["z"], noise=True)
-        xh = base["x_hat"].float()[..., :h, :w]
-        out = (base["bits_y"] + base["bits_z"]).sum() / (h * w)
-        out = out + m * lam * 255.0 ** 2 * (xh - x[..., :h, :w]).square().mean()
-        if nu:
-            out = out + nu * feature_distance(net(xh, taps)["features"], f_ref).sum()
-        return out
-
-    lat = refine_latent(model, x, an.y, alpha, gains, steps, h, w, objective=loss)
-    return Analysis(lat, h, w, an.image)
+    lat = refine_for_machines(codec.m.model, x, an.y, alpha, codec.m.gains(alpha), steps, an.height, an.width,
+                              backbone, codec.m.bf16, lr=LEARNING_RATE, nu=nu, share=m)
+    return Analysis(lat, an.height, an.width, an.image)
 
 
 def main() -> None:
@@ -78,10 +62,7 @@ def main() -> None:
     offset = int(sys.argv[7]) if len(sys.argv) > 7 else 0
     rows = rows[offset:: len(rows) // n][:n][shard::shards]
     codec = get_codec("rdc-v22")
-    backbone = ContrastiveLoss()
-    net, taps = backbone.net, backbone.taps
-    for p in net.parameters():
-        p.requires_grad_(False)
+    backbone = load_backbone(SHARED / "models" / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite")
     clfs = [Classifier(SHARED / "models" / f"{c}.tflite") for c in CLASSIFIERS]
     out, t0 = [], time.time()
     for k, (path, label) in enumerate(rows):
@@ -94,7 +75,7 @@ def main() -> None:
                     a_n = an
                 else:
                     nu, m = map(float, kind.split(":"))
-                    a_n = refine_for_machines(codec, net, taps, an, a, steps, feature_weight(nu, a), m)
+                    a_n = refined(codec, backbone, an, a, steps, feature_weight(nu, a), m)
                 c = codec.compress(a_n, a, residual=False)
                 dec = c.recon.render(1.0)
                 psnr = 10 * np.log10(255 ** 2 / ((dec - crop.astype(np.float64)) ** 2).mean())

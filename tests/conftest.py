@@ -62,6 +62,24 @@ def codec16():
 
 
 @pytest.fixture(scope="session")
+def toy_backbone():
+    """A stand-in vision network for ``machines=``: two strided ReLU convolutions with fixed random
+    weights, one feature map per scale, gradients to the input; needs nothing from ../shared."""
+    import torch
+
+    from rdcodec.vision.features import FeatureBackbone
+
+    gen = torch.Generator().manual_seed(0)
+    w1, w2 = torch.randn(8, 3, 3, 3, generator=gen), torch.randn(16, 8, 3, 3, generator=gen) / 8
+
+    def features(x: torch.Tensor) -> list[torch.Tensor]:
+        f1 = torch.relu(torch.nn.functional.conv2d(x - 0.5, w1, stride=2, padding=1))
+        return [f1, torch.relu(torch.nn.functional.conv2d(f1, w2, stride=2, padding=1))]
+
+    return FeatureBackbone(features, "toy")
+
+
+@pytest.fixture(scope="session")
 def shared() -> Path:
     if not (SHARED / "data").is_dir():
         pytest.skip("../shared is not available")

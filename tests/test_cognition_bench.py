@@ -90,6 +90,22 @@ def test_measure_image_takes_other_alphas(tmp_path, example, codec):
         cognition.main(["folder", "--name", "", "--alphas", "0.5"])
 
 
+def test_measure_image_refines_for_machines(tmp_path, example, codec, toy_backbone):
+    path = tmp_path / "img.png"
+    Image.fromarray(example).save(path)
+    rec = cognition.measure_image(path, 0, "A", [Brightness()], None, codec, "ours", [], False, refine=3,
+                                  alphas=[0.5], machines=toy_backbone)
+    crop = cognition.preprocess_center_crop(Image.open(path))
+    data = codec.compress(crop, 0.5, refine=3, machines=toy_backbone).data
+    bpp = {c: b for c, _, b, *_ in rec["entries"]}
+    assert bpp["ours-beta0"] == 8 * len(data) / crop[..., 0].size    # the refined file, at its real size
+    assert data != codec.compress(crop, 0.5).data
+    with pytest.raises(SystemExit):                                 # refined files need their own curve
+        cognition.main(["folder", "--name", "", "--machines", str(path)])
+    with pytest.raises(SystemExit):                                 # no network there
+        cognition.main(["folder", "--name", "x", "--machines", str(tmp_path / "none.tflite")])
+
+
 def test_records_merge_shards_skip_duplicates_and_cut_lines(tmp_path):
     e = lambda curve, setting, bpp, top1, m=None: [curve, setting, bpp, {"c": [top1, 9, 9, 9, 9]}, m]  # noqa: E731
     _write(tmp_path, "x.0of2.jsonl", [_record("a.jpg", 1, [e("j", 10, 0.2, 1), e("j", 50, 0.8, 1)])])

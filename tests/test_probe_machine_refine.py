@@ -14,7 +14,7 @@ def probe():
 
 def test_feature_weight_per_alpha(probe):
     assert probe.feature_weight(2.0, 0.3) == 2.0                 # a fixed weight stays fixed
-    for level, nu in enumerate(probe.NUS):                      # the trained levels take run 21's weights
+    for level, nu in enumerate(probe.FEATURE_WEIGHTS):                      # the trained levels take run 21's weights
         assert probe.feature_weight(-1, level / 5) == pytest.approx(nu)
     # between two levels: log-linear, like the gains
     assert probe.feature_weight(-1, 0.7) == pytest.approx(math.sqrt(2.0 * 3.2))

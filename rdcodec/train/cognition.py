@@ -30,6 +30,7 @@ import functools
 import torch
 import torch.nn.functional as F
 
+from ..vision.features import feature_distance
 from ..vision.tflite import load_tflite
 
 DEFAULT_BACKBONE = "../shared/models/mobilenet_v1_1.0_224_quant_embedding_extractor.tflite"
@@ -52,14 +53,6 @@ def local_mse(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
     """Paper Eq. 6 per sample: mean over all pixels of (x̂ - x)^2 where x̂ lies outside [0, 1]."""
     outside = (x_hat < 0) | (x_hat > 1)
     return ((x_hat - x).pow(2) * outside).flatten(1).mean(1)
-
-
-def feature_distance(f: list[torch.Tensor], f_ref: list[torch.Tensor]) -> torch.Tensor:
-    """``D_feat`` per sample (B,): the mean over maps of the mean over positions of the squared
-    distance between unit-length channel vectors of ``f`` and ``f_ref`` (lists of (B, C_l, H_l, W_l))."""
-    terms = [(F.normalize(a.float(), dim=1, eps=1e-6) - F.normalize(b.float(), dim=1, eps=1e-6))
-             .pow(2).sum(1).flatten(1).mean(1) for a, b in zip(f, f_ref)]
-    return torch.stack(terms).mean(0)
 
 
 class ContrastiveLoss(torch.nn.Module):
