@@ -9,10 +9,12 @@ Registered on ``import rdcodec``, like Pillow's own format plugins (magic-byte `
     >>> im.beta = 1.0                   # optional, before load(); default 0 like the CLI
     >>> im.load()
     >>> im.save("copy.rdc", alpha=0.3, residual=True)              # refine=50: slower, better file
+    >>> im.save("cat.rdc", alpha=0.3, machines="mobilenet_v1_1.0_224_quant_embedding_extractor.tflite")
 
-Decoding honours ``im.beta``, ``im.predict_residual`` (a file without its residual layer rendered
-with the residual the decoder predicts, :func:`rdcodec.decode`) and ``im.weights`` (a weights path,
-default the shipped ones).
+``machines`` (a vision network's TFLite file) refines the base layer for it, as
+``rdcodec encode --machines`` does. Decoding honours ``im.beta``, ``im.predict_residual`` (a file
+without its residual layer rendered with the residual the decoder predicts,
+:func:`rdcodec.decode`) and ``im.weights`` (a weights path, default the shipped ones).
 """
 
 from __future__ import annotations
@@ -85,7 +87,7 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
 
     opts = im.encoderinfo
     data = encode(im, alpha=float(opts.get("alpha", 0.5)), residual=bool(opts.get("residual", True)),
-                  weights=opts.get("weights"), refine=int(opts.get("refine", 0)))
+                  weights=opts.get("weights"), refine=int(opts.get("refine", 0)), machines=opts.get("machines"))
     fp.write(data)
 
 

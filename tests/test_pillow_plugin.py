@@ -45,6 +45,12 @@ def test_save_and_reopen(tmp_path, crop):
     assert (tmp_path / "r.rdc").read_bytes() == rdcodec.encode(crop, 0.2, refine=3) != p.read_bytes()
 
 
+def test_save_for_machines(tmp_path, crop, toy_backbone):
+    Image.fromarray(crop).save(tmp_path / "m.rdc", alpha=0.2, refine=3, machines=toy_backbone)
+    data = (tmp_path / "m.rdc").read_bytes()
+    assert data == rdcodec.encode(crop, 0.2, refine=3, machines=toy_backbone) != rdcodec.encode(crop, 0.2, refine=3)
+
+
 def test_registration():
     assert Image.registered_extensions()[".rdc"] == "RDC"
     assert Image.MIME["RDC"] == "image/x-rdc"
