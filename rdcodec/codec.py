@@ -235,7 +235,8 @@ class Codec:
                progress: Callable[[int, int], None] | None = None,
                machines: FeatureBackbone | None = None) -> Analysis:
         """``an`` with its latent refined for ``alpha`` by ``steps`` gradient steps on this image's
-        own rate-distortion loss (:mod:`rdcodec.refine`); needs the original (``an.image``).
+        own rate-distortion loss (:mod:`rdcodec.refine`), or for the vision network ``machines``
+        (:func:`rdcodec.refine.refine_for_machines`); needs the original (``an.image``).
 
         The refined latent is coded like any other: files decode with every rdcodec. Images
         coded tile by tile (over 4 megapixels) are not refined (the gradient would need the

@@ -18,7 +18,7 @@ from rdcodec.cli import main
 from rdcodec.codec import Analysis
 from rdcodec.errors import RdcError
 from rdcodec.refine import FEATURE_WEIGHTS, MACHINE_MSE_SHARE, distortion_weight, per_level, refine_for_machines
-from rdcodec.vision.features import feature_distance
+from rdcodec.vision.features import FeatureBackbone, feature_distance
 
 from .conftest import psnr
 
@@ -43,6 +43,14 @@ def test_the_feature_term_steers_the_search(codec, crop, toy_backbone, monkeypat
     plain = codec.compress(an, 0.6, residual=False, reconstruct=False).data
     dist = lambda data: base_features_distance(codec, toy_backbone, data, crop)  # noqa: E731
     assert dist(ours) < dist(plain)
+
+
+def test_backbone_module_follows_the_input_device():
+    module = torch.nn.Module()
+    module.register_buffer("w", torch.ones(1, 3, 1, 1))
+    net = FeatureBackbone(lambda x: [module.w * x], "m", module)
+    x = torch.rand(1, 3, 4, 4, device="meta")  # stands in for a CUDA tensor: any other device
+    assert net(x)[0].device.type == "meta" and module.w.device.type == "meta"
 
 
 def test_feature_weight_rises_with_alpha():

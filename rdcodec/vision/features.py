@@ -41,23 +41,26 @@ class FeatureBackbone:
     ``features`` is any callable from (B, 3, H, W) float in [0, 1] to a list of maps; gradients
     must flow to its input. :meth:`load` makes one from a TFLite file
     (:func:`rdcodec.vision.tflite.load_tflite`), tapping the deepest map before every downsampling
-    (:meth:`~rdcodec.vision.tflite.TFLiteNet.scale_taps`). ``name`` says which network it is.
+    (:meth:`~rdcodec.vision.tflite.TFLiteNet.scale_taps`). ``name`` says which network it is;
+    ``module``, the network's ``torch.nn.Module`` when there is one, follows the input's device.
     """
 
-    def __init__(self, features: Callable[[torch.Tensor], list[torch.Tensor]], name: str = "") -> None:
+    def __init__(self, features: Callable[[torch.Tensor], list[torch.Tensor]], name: str = "",
+                 module: torch.nn.Module | None = None) -> None:
         self.features = features
         self.name = name
+        self.module = module
 
     @classmethod
     def load(cls, path: str | Path) -> FeatureBackbone:
         """The TFLite network at ``path`` (needs ``ai-edge-litert``: ``pip install 'rdcodec[cognition]'``)."""
         from .tflite import load_tflite
 
-        net = load_tflite(path)
-        for p in net.parameters():
-            p.requires_grad_(False)
+        net = load_tflite(path)  # frozen: its tensors are buffers
         taps = net.scale_taps()
-        return cls(lambda x: net(x, taps)["features"], Path(path).name)
+        return cls(lambda x: net(x, taps)["features"], Path(path).name, net)
 
     def __call__(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if self.module is not None and next(self.module.buffers()).device != x.device:
+            self.module.to(x.device)  # the codec's device (CUDA with --device cuda)
         return self.features(x)
