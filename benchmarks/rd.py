@@ -41,19 +41,21 @@ import classical  # noqa: E402
 import report  # noqa: E402
 
 import rdcodec  # noqa: E402
-from rdcodec.api import get_codec  # noqa: E402
+from rdcodec.api import MACHINE_STEPS, get_codec, load_backbone  # noqa: E402
+from rdcodec.errors import RdcError  # noqa: E402
 from rdcodec.eval.bjontegaard import bd_table  # noqa: E402
 
 TRAINED_LEVELS = 6
 
 
 def rdcodec_rows(codec, img: np.ndarray, alphas, jpeg_curve: list[dict], refine: int = 0,
-                 output_filter: bool = False) -> list[dict]:
+                 output_filter: bool = False, machines=None) -> list[dict]:
     px = img.shape[0] * img.shape[1]
     rows = []
     for a in alphas:
         t = time.perf_counter()
-        data = codec.compress(img, float(a), reconstruct=False, refine=refine, output_filter=output_filter).data
+        data = codec.compress(img, float(a), reconstruct=False, refine=refine, output_filter=output_filter,
+                              machines=machines).data
         te = time.perf_counter() - t
         t = time.perf_counter()
         recon, _ = codec.decompress(data)
@@ -170,6 +172,9 @@ def main(argv=None) -> None:
     ap.add_argument("--limit", type=int, default=0, help="use only the first N images")
     ap.add_argument("--refine", type=int, default=0, metavar="STEPS",
                     help="encode with latent refinement of STEPS gradient steps (rdcodec.refine)")
+    ap.add_argument("--machines", default=None, metavar="NETWORK.tflite",
+                    help="refine the latent for this vision network instead (rdcodec encode --machines; "
+                         f"--refine steps, default {MACHINE_STEPS})")
     ap.add_argument("--filter", action="store_true",
                     help="encode with the Wiener output filter (rdcodec.wiener; rdcodec encode --filter)")
     ap.add_argument("--previous", default="", help="comma list of codecs not run now but read from "
@@ -179,11 +184,18 @@ def main(argv=None) -> None:
                     "made with other weights, to --out/<its weights>/, keeping its curves as anchors")
     args = ap.parse_args(argv)
     images, out, alphas, codec = prepare(args)
+    machines = None
+    if args.machines:
+        try:
+            machines = load_backbone(args.machines)
+        except RdcError as exc:
+            ap.error(str(exc))
+        args.refine = args.refine or MACHINE_STEPS
     jpeg = classical.CODECS["jpeg"]
     per_image, t0 = [], time.time()
     for i, img in enumerate(images):
         jc = [classical.measure(jpeg, img, q, classical.psnr, None) for q in jpeg.settings]
-        rows = rdcodec_rows(codec, img, alphas, jc, args.refine, args.filter)
+        rows = rdcodec_rows(codec, img, alphas, jc, args.refine, args.filter, machines)
         per_image.append(rows)
         print(f"[{i + 1}/{len(images)}] {time.time() - t0:.0f}s  alpha 0: {rows[0]['bpp_beta0']:.3f} bpp "
               f"{rows[0]['beta0']['psnr']:.2f} dB  alpha 1: {rows[-1]['bpp_beta0']:.3f} bpp "
@@ -202,6 +214,7 @@ def main(argv=None) -> None:
         ours[key] = {"name": key, "description": f"rdcodec {rdcodec.__version__}, weights {name}, alpha grid "
                      f"{[round(float(a), 3) for a in alphas]}, real file bytes"
                      + (f", latent refinement {args.refine} steps" if args.refine else "")
+                     + (f" for machines ({Path(args.machines).name})" if machines else "")
                      + (", Wiener output filter" if args.filter else "")
                      + ("" if beta == 0 else "; rate = header + base layer (residual stripped)"),
                      "results": rdcodec_results(per_image, beta)}
@@ -227,6 +240,7 @@ def main(argv=None) -> None:
             print(f"--previous {cname}: no {path}, skipped")
     summary = {
         "weights": name, "refine": args.refine, "output_filter": args.filter, "images": len(images),
+        "machines": Path(args.machines).name if machines else None,
         "alpha": [float(a) for a in alphas],
         "classical_from_earlier_run": sorted(previous),
         "bpp_strictly_increasing_every_image": all(

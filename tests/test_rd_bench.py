@@ -112,3 +112,18 @@ def test_a_refined_run_says_so_in_its_summary_curves_and_readme(tmp_path, exampl
     text = (out / "README.md").read_text()
     assert "encoder-side latent refinement of 3 steps" in text
     assert "Interpolated alpha points: none (every alpha is a trained level)." in text
+
+
+def test_a_run_for_machines_says_so_and_refuses_a_missing_network(tmp_path, example, shared):
+    pytest.importorskip("ai_edge_litert")
+    images, out = tmp_path / "images", tmp_path / "out"
+    images.mkdir()
+    Image.fromarray(example[160:352, 256:448]).save(images / "a.png")
+    with pytest.raises(SystemExit):
+        rd.main([str(images), "--out", str(out), "--codecs", "none", "--machines", str(tmp_path / "none.tflite")])
+    net = shared / "models" / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite"
+    rd.main([str(images), "--out", str(out), "--alphas", "2", "--codecs", "none", "--machines", str(net)])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["machines"] == net.name and summary["refine"] == 10
+    desc = json.loads((out / "rdcodec-beta1.json").read_text())["description"]
+    assert f"latent refinement 10 steps for machines ({net.name})" in desc
