@@ -13,9 +13,10 @@ size 0.01 (the product's default is 10 steps at 0.02). ``nu < 0`` takes run 21's
 image (protocol A crop) and alpha it codes the base-only file plainly and once per setting, and
 records bytes, PSNR of x_hat_1, and each LiteRT classifier's top-1 hit and true-class score.
 
-    python scripts/probe_machine_refine.py N STEPS NU:M[,NU:M...] A[,A...] I/SHARDS out.json [OFFSET]
+    python scripts/probe_machine_refine.py N STEPS NU:M[,NU:M...] A[,A...] I/SHARDS out.json [OFFSET [LR]]
 
-N images, every (1000 // N)-th from OFFSET (default 0), so another OFFSET gives disjoint images.
+N images, every (1000 // N)-th from OFFSET (default 0), so another OFFSET gives disjoint images;
+LR is Adam's initial step size (default 0.01, the probe's; the product's default is 0.02).
 """
 
 import csv
@@ -42,11 +43,12 @@ def feature_weight(nu: float, alpha: float) -> float:
     return nu if nu >= 0 else per_level(FEATURE_WEIGHTS, alpha)
 
 
-def refined(codec, backbone, an: Analysis, alpha: float, steps: int, nu: float, m: float) -> Analysis:
+def refined(codec, backbone, an: Analysis, alpha: float, steps: int, nu: float, m: float,
+            lr: float = LEARNING_RATE) -> Analysis:
     """``an`` with its latent refined for machines with weights ``nu`` and ``m``."""
     x = codec._padded(an.image)
     lat = refine_for_machines(codec.m.model, x, an.y, alpha, codec.m.gains(alpha), steps, an.height, an.width,
-                              backbone, codec.m.bf16, lr=LEARNING_RATE, nu=nu, share=m)
+                              backbone, codec.m.bf16, lr=lr, nu=nu, share=m)
     return Analysis(lat, an.height, an.width, an.image)
 
 
@@ -60,6 +62,7 @@ def main() -> None:
     with open(folder / "labels.csv") as f:
         rows = sorted((folder / r["file"], int(r["class_index"])) for r in csv.DictReader(f))
     offset = int(sys.argv[7]) if len(sys.argv) > 7 else 0
+    lr = float(sys.argv[8]) if len(sys.argv) > 8 else LEARNING_RATE
     rows = rows[offset:: len(rows) // n][:n][shard::shards]
     codec = get_codec("rdc-v22")
     backbone = load_backbone(SHARED / "models" / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite")
@@ -75,7 +78,7 @@ def main() -> None:
                     a_n = an
                 else:
                     nu, m = map(float, kind.split(":"))
-                    a_n = refined(codec, backbone, an, a, steps, feature_weight(nu, a), m)
+                    a_n = refined(codec, backbone, an, a, steps, feature_weight(nu, a), m, lr)
                 c = codec.compress(a_n, a, residual=False)
                 dec = c.recon.render(1.0)
                 psnr = 10 * np.log10(255 ** 2 / ((dec - crop.astype(np.float64)) ** 2).mean())
