@@ -61,6 +61,7 @@ def report(s: dict, folder: Path) -> str:
     :func:`refresh_summary` left them); draws ``folder/rd.png``."""
     c0, c1 = s["curves"]["rdcodec beta=0"], s["curves"]["rdcodec beta=1"]
     refine = f", encoder-side latent refinement of {s['refine']} steps" if s.get("refine") else ""
+    refine += f" for machines ({s['machines']})" if s.get("machines") else ""
     lines = [f"Weights `{s['weights']}`{refine}, {s['images']} images, real file sizes.", "",
              "| alpha | bpp (beta=0) | PSNR beta=0 | JPEG PSNR at same bpp | images beating JPEG | "
              "bpp (base only) | PSNR beta=1 |", "|---:|---:|---:|---:|---:|---:|---:|"]

@@ -127,3 +127,4 @@ def test_a_run_for_machines_says_so_and_refuses_a_missing_network(tmp_path, exam
     assert summary["machines"] == net.name and summary["refine"] == 10
     desc = json.loads((out / "rdcodec-beta1.json").read_text())["description"]
     assert f"latent refinement 10 steps for machines ({net.name})" in desc
+    assert f"refinement of 10 steps for machines ({net.name})" in (out / "README.md").read_text()
