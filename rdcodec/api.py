@@ -56,6 +56,9 @@ def _backbone(path: str) -> FeatureBackbone:
     if not Path(path).is_file():
         raise RdcError(f"no vision network at '{path}' (give a TFLite file, e.g. the MobileNetV1 "
                        "embedding extractor that stage I trained against)")
+    with open(path, "rb") as f:
+        if f.read(8)[4:] != b"TFL3":  # the flatbuffer file identifier of every TFLite model
+            raise RdcError(f"cannot read '{path}' as a TFLite vision network: it is not a TFLite file")
     try:
         return FeatureBackbone.load(path)
     except ImportError as exc:

@@ -87,9 +87,13 @@ def test_backbone_source_errors(tmp_path):
         api.load_backbone(tmp_path / "missing.tflite")
     junk = tmp_path / "junk.tflite"
     junk.write_bytes(b"not a flatbuffer" * 4)
-    pytest.importorskip("ai_edge_litert")
-    with pytest.raises(RdcError, match="cannot read"):
+    with pytest.raises(RdcError, match="cannot read .* it is not a TFLite file"):
         api.load_backbone(junk)
+    pytest.importorskip("ai_edge_litert")
+    bad = tmp_path / "bad.tflite"  # the identifier, then garbage
+    bad.write_bytes(b"\x00\x00\x00\x00TFL3" + b"\xff" * 64)
+    with pytest.raises(RdcError, match="cannot read"):
+        api.load_backbone(bad)
 
 
 @pytest.mark.parametrize("target", [["--target-size", "2KB"], ["--target-psnr", "30"]])
