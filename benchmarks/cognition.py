@@ -49,7 +49,7 @@ sys.path.insert(0, str(HERE))
 
 import classical  # noqa: E402
 
-from rdcodec.api import MACHINE_STEPS, get_codec, load_backbone  # noqa: E402
+from rdcodec.api import MACHINE_STEPS, get_codec, machine_refinement  # noqa: E402
 from rdcodec.bitstream import container  # noqa: E402
 from rdcodec.errors import RdcError  # noqa: E402
 from rdcodec.eval.bjontegaard import bd_quality, bd_quality_interval  # noqa: E402
@@ -263,10 +263,9 @@ def main(argv=None) -> None:
         if not args.name:
             ap.error("--machines refines rdcodec's files: give --name")
         try:
-            machines = load_backbone(args.machines)
+            machines, args.refine = machine_refinement(args.machines, args.refine)
         except RdcError as exc:
             ap.error(str(exc))
-        args.refine = args.refine or MACHINE_STEPS
     names = [n for n in args.codecs.split(",") if n]
     settings = {}
     for spec in args.settings:

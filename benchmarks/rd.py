@@ -41,7 +41,7 @@ import classical  # noqa: E402
 import report  # noqa: E402
 
 import rdcodec  # noqa: E402
-from rdcodec.api import MACHINE_STEPS, get_codec, load_backbone  # noqa: E402
+from rdcodec.api import MACHINE_STEPS, get_codec, machine_refinement  # noqa: E402
 from rdcodec.errors import RdcError  # noqa: E402
 from rdcodec.eval.bjontegaard import bd_table  # noqa: E402
 
@@ -187,10 +187,9 @@ def main(argv=None) -> None:
     machines = None
     if args.machines:
         try:
-            machines = load_backbone(args.machines)
+            machines, args.refine = machine_refinement(args.machines, args.refine)
         except RdcError as exc:
             ap.error(str(exc))
-        args.refine = args.refine or MACHINE_STEPS
     jpeg = classical.CODECS["jpeg"]
     per_image, t0 = [], time.time()
     for i, img in enumerate(images):

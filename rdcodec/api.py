@@ -51,6 +51,14 @@ def load_backbone(source: BackboneSource) -> FeatureBackbone:
     return _backbone(str(Path(source).resolve()))
 
 
+def machine_refinement(machines: BackboneSource | None, refine: int) -> tuple[FeatureBackbone | None, int]:
+    """``(backbone, steps)`` for ``machines=`` and ``refine=``: the loaded network (None without
+    one) and the refinement steps, :data:`MACHINE_STEPS` when refining for machines without a count."""
+    if machines is None:
+        return None, refine
+    return load_backbone(machines), refine or MACHINE_STEPS
+
+
 @lru_cache(maxsize=2)
 def _backbone(path: str) -> FeatureBackbone:
     if not Path(path).is_file():
@@ -118,9 +126,7 @@ def compress(image: ImageSource, alpha: float = 0.5, residual: bool = True, *, w
              machines: BackboneSource | None = None) -> Compressed:
     """Like :func:`encode`, but also returns the encoder's own reconstruction (unless
     ``reconstruct=False``, which skips the synthesis)."""
-    backbone = None
-    if machines is not None:
-        backbone, refine = load_backbone(machines), refine or MACHINE_STEPS
+    backbone, refine = machine_refinement(machines, refine)
     return get_codec(weights, device).compress(load_rgb8(image), alpha, residual, estimate,
                                                reconstruct=reconstruct, check_residual=check_residual,
                                                refine=refine, progress=progress, output_filter=output_filter,

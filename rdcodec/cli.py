@@ -229,10 +229,9 @@ def encode(inputs: tuple[str, ...], output: str | None, alpha: float, target_bpp
         raise click.UsageError("--refine and --machines work with --alpha, not with --target-bpp, --target-size "
                                "or --target-psnr")
     if machines:
-        from .api import MACHINE_STEPS, load_backbone
+        from .api import machine_refinement
 
-        load_backbone(machines)  # a network that cannot be read fails here, before any work
-        refine = refine or MACHINE_STEPS
+        _, refine = machine_refinement(machines, refine)  # an unreadable network fails here, before any work
     size = parse_size(target_size) if target_size is not None else None
     options: dict[str, Any] = {"alpha": alpha, "target_size": size, "target_bpp": target_bpp,
                                "target_psnr": target_psnr, "residual": not no_residual, "weights": weights,
