@@ -395,6 +395,49 @@ def test_objective_cognition_is_for_stage_encoder_and_takes_stage_i_terms(capsys
         loop.parse_args(["--stage", "encoder", "--out", "o", "--mse-anchor", "0.3"])
 
 
+def test_objective_machines_defaults_to_the_refinements_weights(capsys):
+    """``--objective machines`` is the refinement for machines' loss: unless given, its MSE share and
+    feature weights are :mod:`rdcodec.refine`'s, and it is for stage encoder only."""
+    from rdcodec.refine import FEATURE_WEIGHTS, MACHINE_MSE_SHARE
+
+    args = loop.parse_args(["--stage", "encoder", "--out", "o", "--objective", "machines"])
+    assert args.mse_anchor == (MACHINE_MSE_SHARE,) * 6 and args.feature_weight == tuple(FEATURE_WEIGHTS)
+    args = loop.parse_args(["--stage", "encoder", "--out", "o", "--objective", "machines", "--feature-weight", "2"])
+    assert args.feature_weight == (2.0,) * 6 and args.mse_anchor == (MACHINE_MSE_SHARE,) * 6
+    with pytest.raises(SystemExit) as e:
+        loop.parse_args(["--stage", "cognition", "--out", "o", "--objective", "machines"])
+    assert e.value.code == 2 and "--objective machines is for --stage encoder" in capsys.readouterr().err
+
+
+def test_machine_loss_weighs_each_sample_at_its_level():
+    """Per sample: bpp + mu_n lam 255^2 MSE + nu_n D_feat, with mu and nu picked by the sample's level."""
+    bpp, mse, feat = torch.tensor([0.2, 0.5]), torch.tensor([1e-3, 2e-3]), torch.tensor([0.3, 0.1])
+    idx, lam = torch.tensor([0, 5]), torch.tensor([0.002, 0.05])
+    mu, nu = (0.5, 0, 0, 0, 0, 0.25), (1.0, 0, 0, 0, 0, 4.0)
+    got = loop.machine_loss(bpp, mse, feat, idx, lam, mu, nu)
+    want = torch.tensor([0.2 + 0.5 * 0.002 * 255 ** 2 * 1e-3 + 0.3, 0.5 + 0.25 * 0.05 * 255 ** 2 * 2e-3 + 4 * 0.1])
+    assert torch.allclose(got, want)
+
+
+def test_a_machines_encoder_run_trains_only_the_encoder_on_the_feature_loss(tmp_path, shared):
+    """Stage ``encoder --objective machines``: D_feat logged and no contrastive term; only g_a and h_a move."""
+    pytest.importorskip("ai_edge_litert")
+    torch.manual_seed(0)
+    init = tmp_path / "init.pt"
+    torch.save({"model": RDCModel(ModelConfig()).state_dict()}, init)
+    out = tmp_path / "run"
+    loop.main(["--stage", "encoder", "--objective", "machines", "--init", str(init), "--data", str(EXAMPLE.parent),
+               "--cache", str(tmp_path / "crops.pt"), "--n-crops", "4", "--crop", "64", "--batch", "2",
+               "--lr", "1e-3", "--budget-minutes", "0.1", "--log-every", "1", "--eval-every", "0", "--out", str(out),
+               "--backbone", str(shared / "models" / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite")])
+    before = torch.load(init, weights_only=False)["model"]
+    after = torch.load(out / "last.pt", weights_only=False)["model"]
+    moved = sorted(k for k in before if not torch.equal(before[k], after[k]))
+    assert moved and all(k.startswith(loop.ENCODER_PREFIXES) for k in moved)
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if '"loss"' in line]
+    assert records and all(r["c"] == 0 and r["feat"] > 0 and r["bpp"] > 0 for r in records)
+
+
 def test_a_machine_encoder_run_trains_only_the_encoder_on_the_contrastive_loss(tmp_path, shared):
     """Stage ``encoder --objective cognition``: stage I's loss (C > 0 logged), and only g_a and h_a move."""
     pytest.importorskip("ai_edge_litert")
@@ -404,7 +447,7 @@ def test_a_machine_encoder_run_trains_only_the_encoder_on_the_contrastive_loss(t
     out = tmp_path / "run"
     loop.main(["--stage", "encoder", "--objective", "cognition", "--init", str(init), "--data", str(EXAMPLE.parent),
                "--cache", str(tmp_path / "crops.pt"), "--n-crops", "4", "--crop", "64", "--batch", "2",
-               "--lr", "1e-3", "--budget-minutes", "0.05", "--log-every", "1", "--eval-every", "0", "--queue", "4",
+               "--lr", "1e-3", "--budget-minutes", "0.1", "--log-every", "1", "--eval-every", "0", "--queue", "4",
                "--mse-anchor", "0.3", "--out", str(out),
                "--backbone", str(shared / "models" / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite")])
     before = torch.load(init, weights_only=False)["model"]

@@ -14,7 +14,11 @@ with ``lambda_n`` the base codec's: the amortized form of the encoder's latent r
 (:mod:`rdcodec.refine`). The decoder and every entropy model stay bit for bit as they were, so
 files from the new encoder decode with the old weights' decoder. ``--objective cognition`` trains
 the same modules on stage I's loss instead (the base layer only, with ``--mse-anchor`` and the
-contrastive C): an encoder tuned for machines at beta = 1 for the same decoder.
+contrastive C): an encoder tuned for machines at beta = 1 for the same decoder. ``--objective
+machines`` is the amortized form of the encoder's refinement for machines
+(:func:`rdcodec.refine.refine_for_machines`): the base layer's ``bpp + mu_n * lambda_n * 255^2 * MSE
++ nu_n * D_feat`` on the backbone, with ``mu`` and ``nu`` by default the refinement's
+(``MACHINE_MSE_SHARE``, ``FEATURE_WEIGHTS``) and no contrastive term.
 Stage ``context`` (not in the paper, :mod:`.context`): everything frozen but the context model (and
 with ``--hyper-lr`` the hyper path), loss the rate of ``y`` (plus ``z``) on cached latents, ``alpha``
 drawn continuously.
@@ -49,6 +53,7 @@ from pathlib import Path
 import torch
 
 from ..model.rdc import CONTEXTS, LAMBDAS, ModelConfig, RDCModel
+from ..vision.features import feature_distance
 from ..weights import ENCODER_PREFIXES  # what stage encoder trains: g_a, h_a
 from .data import load_or_build, mixed_batch
 from .monitor import load_eval_images, quick_eval
@@ -57,6 +62,7 @@ BASE_PREFIXES = ("g_a.", "g_s.", "h_a.", "h_s.", "gain_y.", "gain_z.", "entropy_
                  "channel_context.")
 
 STAGES = ("base", "cognition", "residual", "context", "encoder")
+OBJECTIVES = ("rd", "cognition", "machines")  # stage encoder's losses
 
 #: Longest wall time one step may add to the budget clock: a run paused with SIGSTOP (to time a
 #: benchmark on the same cores) resumes where its learning-rate schedule left off.
@@ -220,9 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="entropy model of y (stored with the weights); a new checkerboard context "
                     "starts as the hyperprior, a new space-channel one as the init's checkerboard; "
                     "--stage context trains them on a frozen base")
-    ap.add_argument("--objective", choices=("rd", "cognition"), default="rd",
-                    help="stage encoder's loss: the beta = 0 rate-distortion (rd) or stage I's cognition "
-                         "loss on the base layer (cognition; the options of stage cognition apply)")
+    ap.add_argument("--objective", choices=OBJECTIVES, default="rd",
+                    help="stage encoder's loss: the beta = 0 rate-distortion (rd), stage I's cognition "
+                         "loss on the base layer (cognition; the options of stage cognition apply), or the "
+                         "refinement for machines' loss on the base layer (machines: rate, --mse-anchor times "
+                         "the MSE, --feature-weight times D_feat; by default rdcodec.refine's weights)")
     ap.add_argument("--hyper-lr", type=float, default=0.0,
                     help="stage context: also train the hyper path (h_a, h_s, z's gains and prior) at this "
                     "peak learning rate, on the rate of y plus z (0 = frozen)")
@@ -269,13 +277,18 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.feature_weight = per_level(args.feature_weight, "feature_weight")
     except ValueError as e:
         ap.error(str(e))
-    if args.objective == "cognition" and args.stage != "encoder":
-        ap.error(f"--objective cognition is for --stage encoder (stage {args.stage} has its own loss)")
-    if args.stage != "cognition" and args.objective != "cognition":  # stage I's terms would be ignored
+    if args.objective != "rd" and args.stage != "encoder":
+        ap.error(f"--objective {args.objective} is for --stage encoder (stage {args.stage} has its own loss)")
+    if args.stage != "cognition" and args.objective == "rd":  # stage I's terms would be ignored
         given = [f"--{n.replace('_', '-')}" for n in ("mse_anchor", "feature_weight") if any(getattr(args, n))]
         if given:
             ap.error(f"{' and '.join(given)} only apply to --stage cognition (or encoder with --objective "
-                     f"cognition), not {args.stage}")
+                     f"cognition or machines), not {args.stage}")
+    if args.objective == "machines":  # unset weights: the refinement for machines' own
+        from ..refine import FEATURE_WEIGHTS, MACHINE_MSE_SHARE
+
+        args.mse_anchor = args.mse_anchor if any(args.mse_anchor) else (MACHINE_MSE_SHARE,) * len(LAMBDAS)
+        args.feature_weight = args.feature_weight if any(args.feature_weight) else tuple(FEATURE_WEIGHTS)
     return args
 
 
@@ -310,6 +323,18 @@ def cognition_loss(bpp: torch.Tensor, c: torch.Tensor, d_local: torch.Tensor, ms
     if feat is not None:
         loss = loss + torch.tensor(feature_weight)[idx] * feat
     return loss
+
+
+def machine_loss(bpp: torch.Tensor, mse: torch.Tensor, feat: torch.Tensor, idx: torch.Tensor, lam: torch.Tensor,
+                 mse_share: tuple[float, ...], feature_weight: tuple[float, ...]) -> torch.Tensor:
+    """Stage ``encoder --objective machines``' loss per sample, all (B,): the base layer's
+
+        bpp + mu_n * lam * 255^2 * MSE(x_hat_1, x) + nu_n * D_feat(x_hat_1, x)
+
+    at level ``idx``, with ``mu_n = mse_share[idx]``, ``nu_n = feature_weight[idx]`` and ``lam`` the
+    base codec's distortion weight: :func:`rdcodec.refine.machine_loss` at the trained levels."""
+    mu, nu = torch.tensor(mse_share)[idx], torch.tensor(feature_weight)[idx]
+    return bpp + mu * lam * 255 ** 2 * mse + nu * feat
 
 
 def main(argv=None) -> None:
@@ -349,13 +374,18 @@ def main(argv=None) -> None:
         run(args, model, state, out)
         return
 
-    contrastive = None
-    # stage encoder on stage I's loss: g_a and h_a learn the base layer that serves machines
-    machine = args.stage == "encoder" and args.objective == "cognition"
-    if args.stage == "cognition" or machine:
+    contrastive = backbone = None
+    # stage encoder on a machine loss: g_a and h_a learn the base layer that serves machines
+    machine = args.stage == "encoder" and args.objective != "rd"
+    if args.stage == "cognition" or args.objective == "cognition":
         from .cognition import DEFAULT_BACKBONE, ContrastiveLoss, local_mse
 
         contrastive = ContrastiveLoss(args.backbone or DEFAULT_BACKBONE, args.queue, args.tau)
+    elif args.objective == "machines":
+        from ..vision.features import FeatureBackbone
+        from .cognition import DEFAULT_BACKBONE
+
+        backbone = FeatureBackbone.load(args.backbone or DEFAULT_BACKBONE)
     if args.stage in ("base", "cognition"):
         params = [p for n, p in model.named_parameters() if is_base_param(n) and not n.endswith("quantiles")]
     else:
@@ -398,7 +428,7 @@ def main(argv=None) -> None:
         log.flush()
         print(json.dumps(rec), flush=True)
 
-    use_features = contrastive is not None and any(args.feature_weight)
+    use_features = (contrastive is not None and any(args.feature_weight)) or backbone is not None
 
     def sample_losses(x: torch.Tensor, idx: torch.Tensor):
         """Per-sample (loss, bpp, mse, C, D_feat) of one batch part, all (b,): the stage's loss."""
@@ -418,12 +448,18 @@ def main(argv=None) -> None:
                 x_hat, bpp = (o["x_hat_1"] + o["r"]).float(), o["bits_s"] / pixels
                 lam = model.residual_lambda(idx)
             c = feat = torch.zeros(len(x))
-            if use_features:
+            if backbone is not None:
+                with torch.no_grad():
+                    f_ref = backbone(x)
+                feat = feature_distance(backbone(x_hat), f_ref)
+            elif use_features:
                 c, feat = contrastive.with_features(x, x_hat, gen)
             elif contrastive is not None:
                 c = contrastive(x, x_hat, gen)
         mse = (x_hat - x).pow(2).flatten(1).mean(1)
-        if contrastive is not None:
+        if backbone is not None:  # rdcodec.refine.machine_loss, per sample at level idx
+            loss = machine_loss(bpp, mse, feat, idx, lam, args.mse_anchor, args.feature_weight)
+        elif contrastive is not None:
             loss = cognition_loss(bpp, c, local_mse(x, x_hat), mse, idx, lam, args.mse_anchor, args.lambda_local,
                                   feat, args.feature_weight)
         else:
