@@ -49,7 +49,7 @@ sys.path.insert(0, str(HERE))
 
 import classical  # noqa: E402
 
-from rdcodec.api import MACHINE_STEPS, get_codec, machine_refinement  # noqa: E402
+from rdcodec.api import get_codec, load_backbone  # noqa: E402
 from rdcodec.bitstream import container  # noqa: E402
 from rdcodec.errors import RdcError  # noqa: E402
 from rdcodec.eval.bjontegaard import bd_quality, bd_quality_interval  # noqa: E402
@@ -238,8 +238,8 @@ def main(argv=None) -> None:
     ap.add_argument("--refine", type=int, default=0, metavar="STEPS",
                     help="encode rdcodec with latent refinement of STEPS gradient steps (give it its own --name)")
     ap.add_argument("--machines", type=Path, default=None, metavar="NETWORK.tflite",
-                    help="refine rdcodec's latent for this vision network (--refine steps, default "
-                         f"{MACHINE_STEPS}; rdcodec.refine.refine_for_machines; give it its own --name)")
+                    help="refine rdcodec's latent for this vision network (--refine steps, by default rdcodec's: "
+                         "20 at alpha 0, 10 from 0.2 on; rdcodec.refine.refine_for_machines; give it its own --name)")
     ap.add_argument("--uncompressed", action="store_true", help="also measure the original images")
     ap.add_argument("--segmentation", action="store_true",
                     help=f"also record DeepLabV3 segmentation agreement ({SEG_KEY}, %%) against the original")
@@ -263,7 +263,7 @@ def main(argv=None) -> None:
         if not args.name:
             ap.error("--machines refines rdcodec's files: give --name")
         try:
-            machines, args.refine = machine_refinement(args.machines, args.refine)
+            machines = load_backbone(args.machines)
         except RdcError as exc:
             ap.error(str(exc))
     names = [n for n in args.codecs.split(",") if n]

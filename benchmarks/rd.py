@@ -41,7 +41,7 @@ import classical  # noqa: E402
 import report  # noqa: E402
 
 import rdcodec  # noqa: E402
-from rdcodec.api import MACHINE_STEPS, get_codec, machine_refinement  # noqa: E402
+from rdcodec.api import get_codec, load_backbone, refinement_steps  # noqa: E402
 from rdcodec.errors import RdcError  # noqa: E402
 from rdcodec.eval.bjontegaard import bd_table  # noqa: E402
 
@@ -174,7 +174,7 @@ def main(argv=None) -> None:
                     help="encode with latent refinement of STEPS gradient steps (rdcodec.refine)")
     ap.add_argument("--machines", default=None, metavar="NETWORK.tflite",
                     help="refine the latent for this vision network instead (rdcodec encode --machines; "
-                         f"--refine steps, default {MACHINE_STEPS})")
+                         "--refine steps, by default rdcodec's: 20 at alpha 0, 10 from 0.2 on)")
     ap.add_argument("--filter", action="store_true",
                     help="encode with the Wiener output filter (rdcodec.wiener; rdcodec encode --filter)")
     ap.add_argument("--previous", default="", help="comma list of codecs not run now but read from "
@@ -187,9 +187,12 @@ def main(argv=None) -> None:
     machines = None
     if args.machines:
         try:
-            machines, args.refine = machine_refinement(args.machines, args.refine)
+            machines = load_backbone(args.machines)
         except RdcError as exc:
             ap.error(str(exc))
+    # the steps each alpha gets: --refine, or for --machines without it rdcodec's schedule
+    steps = [refinement_steps(float(a), args.refine, machines) for a in alphas]
+    refine = steps if len(set(steps)) > 1 else steps[0]
     jpeg = classical.CODECS["jpeg"]
     per_image, t0 = [], time.time()
     for i, img in enumerate(images):
@@ -212,7 +215,7 @@ def main(argv=None) -> None:
         key = f"rdcodec beta={beta}"
         ours[key] = {"name": key, "description": f"rdcodec {rdcodec.__version__}, weights {name}, alpha grid "
                      f"{[round(float(a), 3) for a in alphas]}, real file bytes"
-                     + (f", latent refinement {args.refine} steps" if args.refine else "")
+                     + (f", latent refinement {report.steps_text(refine)}" if refine else "")
                      + (f" for machines ({Path(args.machines).name})" if machines else "")
                      + (", Wiener output filter" if args.filter else "")
                      + ("" if beta == 0 else "; rate = header + base layer (residual stripped)"),
@@ -238,7 +241,7 @@ def main(argv=None) -> None:
         else:
             print(f"--previous {cname}: no {path}, skipped")
     summary = {
-        "weights": name, "refine": args.refine, "output_filter": args.filter, "images": len(images),
+        "weights": name, "refine": refine, "output_filter": args.filter, "images": len(images),
         "machines": Path(args.machines).name if machines else None,
         "alpha": [float(a) for a in alphas],
         "classical_from_earlier_run": sorted(previous),

@@ -56,11 +56,16 @@ def plot(curves: dict[str, dict], path: Path) -> None:
     fig.savefig(path)
 
 
+def steps_text(refine: int | list[int]) -> str:
+    """A run's refinement steps in words: ``10 steps``, or ``20 -> 10 steps by alpha`` for a list per alpha."""
+    return f"{refine[0]} -> {refine[-1]} steps by alpha" if isinstance(refine, list) else f"{refine} steps"
+
+
 def report(s: dict, folder: Path) -> str:
     """The README text of the summary ``s`` of ``folder``'s run (its BD table and curves as
     :func:`refresh_summary` left them); draws ``folder/rd.png``."""
     c0, c1 = s["curves"]["rdcodec beta=0"], s["curves"]["rdcodec beta=1"]
-    refine = f", encoder-side latent refinement of {s['refine']} steps" if s.get("refine") else ""
+    refine = f", encoder-side latent refinement of {steps_text(s['refine'])}" if s.get("refine") else ""
     refine += f" for machines ({s['machines']})" if s.get("machines") else ""
     lines = [f"Weights `{s['weights']}`{refine}, {s['images']} images, real file sizes.", "",
              "| alpha | bpp (beta=0) | PSNR beta=0 | JPEG PSNR at same bpp | images beating JPEG | "

@@ -28,7 +28,7 @@ from .eval.metrics import psnr
 from .image import load_rgb8
 from .model.fastpath import bf16_default
 from .model.rdc import CodingModel
-from .refine import MACHINE_STEPS
+from .refine import machine_steps
 from .vision.features import FeatureBackbone
 from .wiener import OutputFilter
 
@@ -51,12 +51,12 @@ def load_backbone(source: BackboneSource) -> FeatureBackbone:
     return _backbone(str(Path(source).resolve()))
 
 
-def machine_refinement(machines: BackboneSource | None, refine: int) -> tuple[FeatureBackbone | None, int]:
-    """``(backbone, steps)`` for ``machines=`` and ``refine=``: the loaded network (None without
-    one) and the refinement steps, :data:`MACHINE_STEPS` when refining for machines without a count."""
-    if machines is None:
-        return None, refine
-    return load_backbone(machines), refine or MACHINE_STEPS
+def refinement_steps(alpha: float, refine: int = 0, machines: BackboneSource | None = None) -> int:
+    """The latent refinement steps an encode at ``alpha`` with ``refine=`` and ``machines=`` takes:
+    ``refine``, or :func:`rdcodec.refine.machine_steps` when refining for machines without a count."""
+    if refine or machines is None:
+        return refine
+    return machine_steps(container.quantize_alpha(alpha) / container.ALPHA_STEPS)  # as the codec does
 
 
 @lru_cache(maxsize=2)
@@ -126,7 +126,7 @@ def compress(image: ImageSource, alpha: float = 0.5, residual: bool = True, *, w
              machines: BackboneSource | None = None) -> Compressed:
     """Like :func:`encode`, but also returns the encoder's own reconstruction (unless
     ``reconstruct=False``, which skips the synthesis)."""
-    backbone, refine = machine_refinement(machines, refine)
+    backbone = load_backbone(machines) if machines is not None else None
     return get_codec(weights, device).compress(load_rgb8(image), alpha, residual, estimate,
                                                reconstruct=reconstruct, check_residual=check_residual,
                                                refine=refine, progress=progress, output_filter=output_filter,
@@ -213,8 +213,9 @@ def encode(image: ImageSource, alpha: float = 0.5, residual: bool = True, *, wei
     ``machines``, a vision network (a TFLite file such as the MobileNetV1 embedding extractor
     stage I trained against, or a :class:`~rdcodec.vision.features.FeatureBackbone`), makes the
     refinement search a base layer that keeps that network's features
-    (:func:`rdcodec.refine.refine_for_machines`; ``refine`` defaults to :data:`MACHINE_STEPS`
-    then). The file is an ordinary rdcodec file; decode it at beta = 1 for machines.
+    (:func:`rdcodec.refine.refine_for_machines`; ``refine`` defaults to
+    :func:`rdcodec.refine.machine_steps` then: 20 steps at alpha 0, 10 from alpha 0.2 on). The
+    file is an ordinary rdcodec file; decode it at beta = 1 for machines.
     """
     return compress(image, alpha, residual, weights=weights, device=device, check_residual=check_residual,
                     reconstruct=False, refine=refine, progress=progress, output_filter=output_filter,

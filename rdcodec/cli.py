@@ -180,9 +180,10 @@ _verbose = click.option("-v", "--verbose", is_flag=True, help="Also print timing
               type=click.Path(exists=True, dir_okay=False),
               help="Refine the base layer for vision networks instead: keep the feature maps of this TFLite "
                    "network (e.g. the MobileNetV1 embedding extractor that stage I trained against) at about the "
-                   "same size and PSNR. --refine steps, 10 when not given (about 1.2 s per 224x224 image on one "
-                   "core). On ImageNet it raised the top-1 of classifiers the codec never saw at beta=1 "
-                   "(docs/cognition.md). Needs ai-edge-litert (pip install 'rdcodec[cognition]').")
+                   "same size and PSNR. --refine steps, when not given 20 at alpha 0 and 10 from alpha 0.2 on "
+                   "(about 0.12 s a step for a 224x224 image on one core). On ImageNet it raised the top-1 of "
+                   "classifiers the codec never saw at beta=1 (docs/cognition.md). Needs "
+                   "ai-edge-litert (pip install 'rdcodec[cognition]').")
 @click.option("--filter", "output_filter", is_flag=True,
               help="Fit a Wiener filter to this image's beta=0 output and write it into the residual layer "
                    "when it pays for its bytes (on Kodak about 0.25-0.37 dB more at beta=0 for 2-3% more "
@@ -229,9 +230,9 @@ def encode(inputs: tuple[str, ...], output: str | None, alpha: float, target_bpp
         raise click.UsageError("--refine and --machines work with --alpha, not with --target-bpp, --target-size "
                                "or --target-psnr")
     if machines:
-        from .api import machine_refinement
+        from .api import load_backbone
 
-        _, refine = machine_refinement(machines, refine)  # an unreadable network fails here, before any work
+        load_backbone(machines)  # an unreadable network fails here, before any work
     size = parse_size(target_size) if target_size is not None else None
     options: dict[str, Any] = {"alpha": alpha, "target_size": size, "target_bpp": target_bpp,
                                "target_psnr": target_psnr, "residual": not no_residual, "weights": weights,
@@ -242,9 +243,14 @@ def encode(inputs: tuple[str, ...], output: str | None, alpha: float, target_bpp
         return
     input, output = single
     t0 = time.perf_counter()
-    label = f"refining the latent{' for machines' if machines else ''} ({refine} steps)"
-    with click.progressbar(length=refine, label=label, file=sys.stderr,
-                           hidden=quiet or not refine) as bar:
+    steps = refine
+    if machines:
+        from .api import refinement_steps
+
+        steps = refinement_steps(alpha, refine, machines)
+    label = f"refining the latent{' for machines' if machines else ''} ({steps} steps)"
+    with click.progressbar(length=steps, label=label, file=sys.stderr,
+                           hidden=quiet or not steps) as bar:
         def progress(step: int, steps: int) -> None:
             bar.update(1)
 

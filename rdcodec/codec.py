@@ -60,7 +60,7 @@ from .errors import CorruptError, LimitError, RdcError, WeightsError
 from .model import tiling
 from .model.context import anchor_mask
 from .model.rdc import CodingModel
-from .refine import refine_for_machines, refine_latent
+from .refine import machine_steps, refine_for_machines, refine_latent
 from .vision.features import FeatureBackbone
 
 PAD = container.GRID  # the encoder pads images to a multiple of this (the 32-pixel grid of format versions 4 and 5)
@@ -278,11 +278,10 @@ class Codec:
         residual layer when it pays for its bytes (:mod:`rdcodec.wiener`; header flag bit 1); it
         costs a synthesis and a least-squares fit. ``machines``, a vision network's feature maps
         (:class:`~rdcodec.vision.features.FeatureBackbone`), makes the ``refine`` steps search a
-        base layer for vision networks instead (:func:`rdcodec.refine.refine_for_machines`); the
-        residual layer then codes the rest toward beta = 0 as usual.
+        base layer for vision networks instead (:func:`rdcodec.refine.refine_for_machines`;
+        ``refine=0`` then means :func:`rdcodec.refine.machine_steps` for this alpha); the residual
+        layer then codes the rest toward beta = 0 as usual.
         """
-        if machines is not None and not refine:
-            raise ValueError("refining for machines needs refine > 0 steps")
         if refine < 0:
             raise ValueError(f"refine must be >= 0 steps, got {refine}")
         if not 0.0 <= alpha <= 1.0 or math.isnan(alpha):
@@ -295,6 +294,8 @@ class Codec:
             with clock("analysis"):
                 an = self.analyze(image)
         alpha_q = container.quantize_alpha(alpha)
+        if machines is not None and not refine:
+            refine = machine_steps(alpha_q / container.ALPHA_STEPS)
         if refine:
             with clock("refine"):
                 an = self.refine(an, alpha_q / container.ALPHA_STEPS, refine, progress, machines)

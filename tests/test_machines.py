@@ -17,7 +17,14 @@ from rdcodec import api, refine
 from rdcodec.cli import main
 from rdcodec.codec import Analysis
 from rdcodec.errors import RdcError
-from rdcodec.refine import FEATURE_WEIGHTS, MACHINE_MSE_SHARE, distortion_weight, per_level, refine_for_machines
+from rdcodec.refine import (
+    FEATURE_WEIGHTS,
+    MACHINE_MSE_SHARE,
+    distortion_weight,
+    machine_steps,
+    per_level,
+    refine_for_machines,
+)
 from rdcodec.vision.features import FeatureBackbone, feature_distance
 
 from .conftest import psnr
@@ -74,12 +81,22 @@ def test_machine_file_is_ordinary_exact_and_reproducible(codec, crop, toy_backbo
     assert abs(psnr(c.recon.render(0.0), crop) - psnr(plain.recon.render(0.0), crop)) < 0.5
 
 
-def test_machines_needs_steps_and_api_gives_them(codec, crop, toy_backbone):
-    with pytest.raises(ValueError, match="refine > 0"):
-        codec.compress(crop, 0.5, machines=toy_backbone)
-    # the API defaults to MACHINE_STEPS when refine is not given
-    ours = codec.compress(crop, 0.3, refine=api.MACHINE_STEPS, machines=toy_backbone).data
-    assert api.encode(crop, 0.3, machines=toy_backbone) == ours
+def test_machine_steps_fall_with_alpha():
+    """20 steps at the lowest rate (where the longer search paid on ImageNet), 10 from alpha 0.2 on,
+    interpolated in between like the gains; never rising with alpha."""
+    steps = [machine_steps(a / 100) for a in range(101)]
+    assert steps[0] == 20 and steps[10] == 14 and set(steps[20:]) == {10}
+    assert all(a >= b for a, b in zip(steps, steps[1:]))
+
+
+def test_machines_without_a_count_take_the_steps_of_their_alpha(codec, crop, toy_backbone):
+    own = codec.compress(crop, 0.0, machines=toy_backbone).data
+    assert own == codec.compress(crop, 0.0, refine=20, machines=toy_backbone).data
+    assert own != codec.compress(crop, 0.0, refine=10, machines=toy_backbone).data
+    assert api.encode(crop, 0.3, machines=toy_backbone) == codec.compress(crop, 0.3, refine=10,
+                                                                           machines=toy_backbone).data
+    assert api.refinement_steps(0.0, 0, toy_backbone) == 20 and api.refinement_steps(0.0, 5, toy_backbone) == 5
+    assert api.refinement_steps(0.0, 0, None) == 0 and api.refinement_steps(0.001, 0, toy_backbone) == 20
 
 
 def test_backbone_source_errors(tmp_path):
@@ -132,7 +149,7 @@ def test_cli_machines_with_the_training_backbone(shared, extractor, tmp_path, cr
     Image.fromarray(crop).save(src)
     r = CliRunner().invoke(main, ["encode", str(src), "-a", "0.4", "--machines", str(extractor), "-o", str(out)])
     assert r.exit_code == 0, r.output
-    assert f"refining the latent for machines ({api.MACHINE_STEPS} steps)" in r.output
+    assert "refining the latent for machines (10 steps)" in r.output
     assert out.read_bytes() == api.encode(crop, 0.4, machines=extractor)
 
 
@@ -150,6 +167,6 @@ def test_the_training_backbone_sees_its_features_kept(shared, extractor, codec, 
         return 8 * len(data) / crop[..., 0].size + MACHINE_MSE_SHARE * lam * 255.0 ** 2 * mse + nu * d, d
 
     plain = codec.compress(crop, alpha, residual=False, reconstruct=False).data
-    ours = codec.compress(crop, alpha, residual=False, reconstruct=False, refine=api.MACHINE_STEPS, machines=net).data
+    ours = codec.compress(crop, alpha, residual=False, reconstruct=False, machines=net).data
     (c_ours, d_ours), (c_plain, d_plain) = cost(ours), cost(plain)
     assert d_ours < d_plain and c_ours < c_plain

@@ -124,7 +124,8 @@ def test_a_run_for_machines_says_so_and_refuses_a_missing_network(tmp_path, exam
     net = shared / "models" / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite"
     rd.main([str(images), "--out", str(out), "--alphas", "2", "--codecs", "none", "--machines", str(net)])
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["machines"] == net.name and summary["refine"] == 10
+    # alpha 0 and 1: rdcodec's own steps for each (rdcodec.refine.machine_steps)
+    assert summary["machines"] == net.name and summary["refine"] == [20, 10]
     desc = json.loads((out / "rdcodec-beta1.json").read_text())["description"]
-    assert f"latent refinement 10 steps for machines ({net.name})" in desc
-    assert f"refinement of 10 steps for machines ({net.name})" in (out / "README.md").read_text()
+    assert f"latent refinement 20 -> 10 steps by alpha for machines ({net.name})" in desc
+    assert f"refinement of 20 -> 10 steps by alpha for machines ({net.name})" in (out / "README.md").read_text()
