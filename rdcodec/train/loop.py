@@ -230,8 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--objective", choices=OBJECTIVES, default="rd",
                     help="stage encoder's loss: the beta = 0 rate-distortion (rd), stage I's cognition "
                          "loss on the base layer (cognition; the options of stage cognition apply), or the "
-                         "refinement for machines' loss on the base layer (machines: rate, --mse-anchor times "
-                         "the MSE, --feature-weight times D_feat; by default rdcodec.refine's weights)")
+                         "refinement for machines' loss (machines: both layers' rate, --mse-anchor times the "
+                         "beta = 0 MSE, --feature-weight times D_feat on the base layer's image; by default "
+                         "rdcodec.refine's weights)")
     ap.add_argument("--hyper-lr", type=float, default=0.0,
                     help="stage context: also train the hyper path (h_a, h_s, z's gains and prior) at this "
                     "peak learning rate, on the rate of y plus z (0 = frozen)")
@@ -380,7 +381,7 @@ def main(argv=None) -> None:
         return
 
     contrastive = backbone = None
-    # stage encoder on a machine loss: g_a and h_a learn the base layer that serves machines
+    # stage encoder on stage I's loss: g_a and h_a learn the base layer alone for machines
     machine = args.stage == "encoder" and args.objective == "cognition"
     if args.stage == "cognition" or args.objective == "cognition":
         from .cognition import DEFAULT_BACKBONE, ContrastiveLoss, local_mse
