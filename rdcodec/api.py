@@ -22,13 +22,12 @@ from PIL import Image
 
 from . import weights as _weights
 from .bitstream import container
-from .codec import DEFAULT_MAX_PIXELS, Codec, Compressed
+from .codec import DEFAULT_MAX_PIXELS, Codec, Compressed, refinement_steps  # noqa: F401  (refinement_steps: API)
 from .errors import CorruptError, RdcError
 from .eval.metrics import psnr
 from .image import load_rgb8
 from .model.fastpath import bf16_default
 from .model.rdc import CodingModel
-from .refine import machine_steps
 from .vision.features import FeatureBackbone
 from .wiener import OutputFilter
 
@@ -49,14 +48,6 @@ def load_backbone(source: BackboneSource) -> FeatureBackbone:
     if isinstance(source, FeatureBackbone):
         return source
     return _backbone(str(Path(source).resolve()))
-
-
-def refinement_steps(alpha: float, refine: int = 0, machines: BackboneSource | None = None) -> int:
-    """The latent refinement steps an encode at ``alpha`` with ``refine=`` and ``machines=`` takes:
-    ``refine``, or :func:`rdcodec.refine.machine_steps` when refining for machines without a count."""
-    if refine or machines is None:
-        return refine
-    return machine_steps(container.quantize_alpha(alpha) / container.ALPHA_STEPS)  # as the codec does
 
 
 @lru_cache(maxsize=2)

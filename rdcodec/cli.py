@@ -229,10 +229,12 @@ def encode(inputs: tuple[str, ...], output: str | None, alpha: float, target_bpp
     if (refine or machines) and targets:
         raise click.UsageError("--refine and --machines work with --alpha, not with --target-bpp, --target-size "
                                "or --target-psnr")
+    steps = refine
     if machines:
-        from .api import load_backbone
+        from .api import load_backbone, refinement_steps
 
         load_backbone(machines)  # an unreadable network fails here, before any work
+        steps = refinement_steps(alpha, refine, machines)
     size = parse_size(target_size) if target_size is not None else None
     options: dict[str, Any] = {"alpha": alpha, "target_size": size, "target_bpp": target_bpp,
                                "target_psnr": target_psnr, "residual": not no_residual, "weights": weights,
@@ -243,11 +245,6 @@ def encode(inputs: tuple[str, ...], output: str | None, alpha: float, target_bpp
         return
     input, output = single
     t0 = time.perf_counter()
-    steps = refine
-    if machines:
-        from .api import refinement_steps
-
-        steps = refinement_steps(alpha, refine, machines)
     label = f"refining the latent{' for machines' if machines else ''} ({steps} steps)"
     with click.progressbar(length=steps, label=label, file=sys.stderr,
                            hidden=quiet or not steps) as bar:

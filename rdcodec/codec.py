@@ -63,6 +63,16 @@ from .model.rdc import CodingModel
 from .refine import machine_steps, refine_for_machines, refine_latent
 from .vision.features import FeatureBackbone
 
+
+def refinement_steps(alpha: float, refine: int = 0, machines: object | None = None) -> int:
+    """The latent refinement steps an encode at ``alpha`` with ``refine=`` and ``machines=`` takes:
+    ``refine``, or :func:`rdcodec.refine.machine_steps` at the coded (quantized) alpha when
+    refining for machines without a count."""
+    if refine or machines is None:
+        return refine
+    return machine_steps(container.quantize_alpha(alpha) / container.ALPHA_STEPS)
+
+
 PAD = container.GRID  # the encoder pads images to a multiple of this (the 32-pixel grid of format versions 4 and 5)
 DEFAULT_MAX_PIXELS = 200_000_000
 
@@ -294,8 +304,7 @@ class Codec:
             with clock("analysis"):
                 an = self.analyze(image)
         alpha_q = container.quantize_alpha(alpha)
-        if machines is not None and not refine:
-            refine = machine_steps(alpha_q / container.ALPHA_STEPS)
+        refine = refinement_steps(alpha, refine, machines)
         if refine:
             with clock("refine"):
                 an = self.refine(an, alpha_q / container.ALPHA_STEPS, refine, progress, machines)
