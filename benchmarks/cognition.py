@@ -237,8 +237,9 @@ def main(argv=None) -> None:
                          "(curve NAME-pred-beta0) instead of its alpha x beta grid")
     ap.add_argument("--refine", type=int, default=0, metavar="STEPS",
                     help="encode rdcodec with latent refinement of STEPS gradient steps (give it its own --name)")
-    ap.add_argument("--machines", type=Path, default=None, metavar="NETWORK.tflite",
-                    help="refine rdcodec's latent for this vision network (--refine steps, by default rdcodec's: "
+    ap.add_argument("--machines", default=None, metavar="NETWORK",
+                    help="refine rdcodec's latent for this vision network, a shipped one by name "
+                         "(mobilenet-v1-embedding) or a TFLite file (--refine steps, by default rdcodec's: "
                          "20 at alpha 0, 10 from 0.2 on; rdcodec.refine.refine_for_machines; give it its own --name)")
     ap.add_argument("--uncompressed", action="store_true", help="also measure the original images")
     ap.add_argument("--segmentation", action="store_true",

@@ -172,8 +172,9 @@ def main(argv=None) -> None:
     ap.add_argument("--limit", type=int, default=0, help="use only the first N images")
     ap.add_argument("--refine", type=int, default=0, metavar="STEPS",
                     help="encode with latent refinement of STEPS gradient steps (rdcodec.refine)")
-    ap.add_argument("--machines", default=None, metavar="NETWORK.tflite",
-                    help="refine the latent for this vision network instead (rdcodec encode --machines; "
+    ap.add_argument("--machines", default=None, metavar="NETWORK",
+                    help="refine the latent for this vision network instead, a shipped one by name "
+                         "(mobilenet-v1-embedding) or a TFLite file (rdcodec encode --machines; "
                          "--refine steps, by default rdcodec's: 20 at alpha 0, 10 from 0.2 on)")
     ap.add_argument("--filter", action="store_true",
                     help="encode with the Wiener output filter (rdcodec.wiener; rdcodec encode --filter)")

@@ -37,27 +37,42 @@ ImageSource: TypeAlias = str | Path | bytes | Image.Image | np.ndarray
 #: Default tolerance of :func:`compress_to_psnr`, in dB above the target.
 PSNR_TOLERANCE = 0.1
 
-#: What ``machines=`` accepts: a vision network's TFLite file or a ready :class:`FeatureBackbone`.
+#: What ``machines=`` accepts: the name of a shipped vision network (:data:`MACHINES_DEFAULT`), a
+#: network's TFLite file (or one saved by ``rdcodec.vision.tflite.TFLiteGraph.save``), or a ready
+#: :class:`FeatureBackbone`.
 BackboneSource: TypeAlias = str | Path | FeatureBackbone
+
+#: The shipped vision network for ``machines=``: stage I's training backbone, the MobileNetV1 1.0
+#: embedding extractor (``weights/mobilenet-v1-embedding.md``; Apache-2.0, google-coral/test_data).
+MACHINES_DEFAULT = "mobilenet-v1-embedding"
 
 
 def load_backbone(source: BackboneSource) -> FeatureBackbone:
-    """The :class:`~rdcodec.vision.features.FeatureBackbone` for ``machines=``: a TFLite file
-    (loaded once per path) or the backbone itself. Raises :class:`RdcError` when the file cannot
-    be read as a vision network."""
+    """The :class:`~rdcodec.vision.features.FeatureBackbone` for ``machines=``: a shipped network by
+    name (e.g. :data:`MACHINES_DEFAULT`, unless a file of that name exists), a TFLite or saved-graph
+    file (loaded once per path), or the backbone itself. Raises :class:`RdcError` when the source
+    cannot be read as a vision network."""
     if isinstance(source, FeatureBackbone):
         return source
+    if isinstance(source, str) and not Path(source).exists() and source in _weights.shipped_backbones():
+        source = _weights.resolve_backbone(source)
     return _backbone(str(Path(source).resolve()))
 
 
 @lru_cache(maxsize=2)
 def _backbone(path: str) -> FeatureBackbone:
     if not Path(path).is_file():
-        raise RdcError(f"no vision network at '{path}' (give a TFLite file, e.g. the MobileNetV1 "
-                       "embedding extractor that stage I trained against)")
+        names = ", ".join(_weights.shipped_backbones()) or "none"
+        raise RdcError(f"no vision network at '{path}' (give a shipped one by name: {names}; or a TFLite file)")
     with open(path, "rb") as f:
-        if f.read(8)[4:] != b"TFL3":  # the flatbuffer file identifier of every TFLite model
-            raise RdcError(f"cannot read '{path}' as a TFLite vision network: it is not a TFLite file")
+        head = f.read(8)
+    if Path(path).suffix == ".safetensors":
+        try:
+            return FeatureBackbone.load(path)
+        except Exception as exc:  # not a graph saved by rdcodec, or a damaged one
+            raise RdcError(f"cannot read '{path}' as a vision network ({type(exc).__name__}: {exc})") from exc
+    if head[4:] != b"TFL3":  # the flatbuffer file identifier of every TFLite model
+        raise RdcError(f"cannot read '{path}' as a TFLite vision network: it is not a TFLite file")
     try:
         return FeatureBackbone.load(path)
     except ImportError as exc:
@@ -201,8 +216,9 @@ def encode(image: ImageSource, alpha: float = 0.5, residual: bool = True, *, wei
     ``progress(step, N)`` follows the steps. ``output_filter=True`` fits a Wiener filter to this
     image's beta = 0 output and writes it into the residual layer when it pays for its bytes
     (:mod:`rdcodec.wiener`; about 3x the encode time; the file's header says so, flag bit 1).
-    ``machines``, a vision network (a TFLite file such as the MobileNetV1 embedding extractor
-    stage I trained against, or a :class:`~rdcodec.vision.features.FeatureBackbone`), makes the
+    ``machines``, a vision network (:data:`MACHINES_DEFAULT`, the shipped MobileNetV1 embedding
+    extractor stage I trained against; a TFLite file; or a
+    :class:`~rdcodec.vision.features.FeatureBackbone`), makes the
     refinement search a base layer that keeps that network's features
     (:func:`rdcodec.refine.refine_for_machines`; ``refine`` defaults to
     :func:`rdcodec.refine.machine_steps` then: 20 steps at alpha 0, 10 from alpha 0.2 on). The

@@ -9,9 +9,9 @@ Registered on ``import rdcodec``, like Pillow's own format plugins (magic-byte `
     >>> im.beta = 1.0                   # optional, before load(); default 0 like the CLI
     >>> im.load()
     >>> im.save("copy.rdc", alpha=0.3, residual=True)              # refine=50: slower, better file
-    >>> im.save("cat.rdc", alpha=0.3, machines="mobilenet_v1_1.0_224_quant_embedding_extractor.tflite")
+    >>> im.save("cat.rdc", alpha=0.3, machines="mobilenet-v1-embedding")
 
-``machines`` (a vision network's TFLite file) refines the base layer for it, as
+``machines`` (a shipped vision network by name, or a TFLite file) refines the base layer for it, as
 ``rdcodec encode --machines`` does. Decoding honours ``im.beta``, ``im.predict_residual`` (a file
 without its residual layer rendered with the residual the decoder predicts,
 :func:`rdcodec.decode`) and ``im.weights`` (a weights path, default the shipped ones).

@@ -133,6 +133,28 @@ def encoders_of(decoder: str | None) -> list[str]:
     return sorted(n for n, e in reg["weights"].items() if decoder is not None and e.get("decoder") == decoder)
 
 
+def shipped_backbones() -> dict[str, Path]:
+    """name -> file of the vision networks shipped for ``--machines`` (``registry.json``
+    ``"backbones"``; :meth:`rdcodec.vision.tflite.TFLiteGraph.save` files)."""
+    try:
+        root, reg = _registry()
+    except WeightsError:
+        return {}
+    return {name: root / e["file"] for name, e in reg.get("backbones", {}).items()}
+
+
+def resolve_backbone(name: str) -> Path:
+    """The file of the shipped vision network ``name``, verified against its recorded SHA-256."""
+    root, reg = _registry()
+    entry = reg.get("backbones", {}).get(name)
+    if entry is None:
+        raise WeightsError(f"no shipped vision network named '{name}'")
+    path = root / entry["file"]
+    if not path.is_file() or sha256_file(path) != entry["sha256"]:
+        raise WeightsError(f"the shipped vision network {path.name} is missing or does not match its SHA-256")
+    return path
+
+
 _CONSTANT_BUFFERS = ("pedestal", "lower_bound.bound")  # GDN constants: not stored
 
 

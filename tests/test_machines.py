@@ -1,8 +1,9 @@
 """Latent refinement for machines (rdcodec.refine.refine_for_machines): the base layer searched
 for a vision network's features, in an ordinary file.
 
-Most checks use a small random convolutional backbone, so they run without ../shared; the
-checks on the MobileNetV1 extractor skip cleanly without it.
+Most checks use a small random convolutional backbone; the others use the shipped MobileNetV1
+extractor (``weights/mobilenet-v1-embedding.safetensors``). All run without ../shared, except the
+one that compares the shipped network with its TFLite original, which skips cleanly without it.
 """
 
 from __future__ import annotations
@@ -135,7 +136,81 @@ def test_cli_machines_bad_network_is_a_clean_error(tmp_path, crop):
     assert r.exit_code == 2 and "does not exist" in r.output
 
 
-# ---------------------------------------------------------------- the training backbone from ../shared
+# ---------------------------------------------------------------- the shipped training backbone
+
+SHIPPED = api.MACHINES_DEFAULT
+
+
+def test_the_shipped_backbone_is_registered_intact_and_needs_no_tflite_parser(monkeypatch):
+    """``mobilenet-v1-embedding`` is in the registry with its SHA-256, a model card and the licence
+    it is shipped under, and loads with ``ai-edge-litert`` unavailable: one feature map per scale
+    of a 224 x 224 input, gradients to the input."""
+    import json
+    import sys
+
+    from rdcodec import weights
+
+    monkeypatch.setitem(sys.modules, "ai_edge_litert", None)  # any import of it fails
+    api._backbone.cache_clear()
+    path = weights.resolve_backbone(SHIPPED)
+    reg = json.loads((path.parent / "registry.json").read_text())["backbones"][SHIPPED]
+    assert weights.sha256_file(path) == reg["sha256"] and "Apache-2.0" in reg["license"]
+    assert (path.parent / f"{SHIPPED}.md").is_file() and (path.parent / f"LICENSE-{SHIPPED}").is_file()
+    net = api.load_backbone(SHIPPED)
+    x = torch.rand(1, 3, 224, 224, requires_grad=True)
+    maps = net(x)
+    assert [tuple(f.shape[1:]) for f in maps] == [(64, 112, 112), (128, 56, 56), (256, 28, 28), (512, 14, 14),
+                                                  (1024, 7, 7)]
+    maps[-1].sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    api._backbone.cache_clear()
+
+
+def test_a_saved_graph_reads_back_and_saves_to_the_same_bytes(tmp_path):
+    """TFLiteGraph.load then .save rewrites the shipped file byte for byte: nothing is lost in the
+    round trip, and the export is deterministic (its SHA-256 is its identity in the registry)."""
+    from rdcodec.vision.tflite import TFLiteGraph
+
+    shipped = api._weights.resolve_backbone(SHIPPED)
+    graph = TFLiteGraph.load(shipped)
+    assert graph.source == EXTRACTOR and graph.input_shape == (1, 224, 224, 3)
+    graph.save(tmp_path / "again.safetensors")
+    assert (tmp_path / "again.safetensors").read_bytes() == shipped.read_bytes()
+
+
+def test_a_changed_or_foreign_backbone_file_is_refused(tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    from rdcodec import weights
+    from rdcodec.errors import WeightsError
+
+    with pytest.raises(RdcError, match="cannot read .* as a vision network"):  # codec weights, not a network
+        api.load_backbone(weights.resolve("rdc-v22").path)
+    with pytest.raises(RdcError, match="no vision network at .*shipped one by name: " + SHIPPED):
+        api.load_backbone("mobilenet-v9")
+    shipped = weights.resolve_backbone(SHIPPED)
+    (tmp_path / "w").mkdir()
+    reg = json.loads((shipped.parent / "registry.json").read_text())
+    (tmp_path / "w" / "registry.json").write_text(json.dumps(reg))
+    altered = bytearray(shipped.read_bytes())
+    altered[-1] ^= 1
+    (tmp_path / "w" / shipped.name).write_bytes(bytes(altered))
+    monkeypatch.setattr(weights, "weights_dirs", lambda: [tmp_path / "w"])
+    with pytest.raises(WeightsError, match="does not match its SHA-256"):
+        api.load_backbone(SHIPPED)
+    shutil.rmtree(tmp_path / "w")
+
+
+def test_cli_machines_with_the_shipped_backbone(tmp_path, crop):
+    src, out = tmp_path / "crop.png", tmp_path / "crop.rdc"
+    Image.fromarray(crop).save(src)
+    r = CliRunner().invoke(main, ["encode", str(src), "-a", "0.4", "--machines", SHIPPED, "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "refining the latent for machines (10 steps)" in r.output
+    assert out.read_bytes() == api.encode(crop, 0.4, machines=SHIPPED)
+    r = CliRunner().invoke(main, ["encode", str(src), "--machines", "mobilenet-v9", "-o", str(tmp_path / "x.rdc")])
+    assert r.exit_code == 2 and "does not exist" in r.output and SHIPPED in r.output
 
 
 @pytest.fixture(scope="module")
@@ -144,20 +219,23 @@ def extractor(shared):
     return shared / "models" / EXTRACTOR
 
 
-def test_cli_machines_with_the_training_backbone(shared, extractor, tmp_path, crop):
-    src, out = tmp_path / "crop.png", tmp_path / "crop.rdc"
-    Image.fromarray(crop).save(src)
-    r = CliRunner().invoke(main, ["encode", str(src), "-a", "0.4", "--machines", str(extractor), "-o", str(out)])
-    assert r.exit_code == 0, r.output
-    assert "refining the latent for machines (10 steps)" in r.output
-    assert out.read_bytes() == api.encode(crop, 0.4, machines=extractor)
+def test_the_shipped_backbone_is_the_tflite_network_to_the_bit(extractor, crop):
+    """Built from the shipped graph or from the TFLite file in ../shared, the network has the same
+    constants and feature maps, and a file refined for either is the same file."""
+    from rdcodec.vision.tflite import load_network
+
+    a, b = load_network(api._weights.resolve_backbone(SHIPPED)), load_network(extractor)
+    assert a._names.keys() == b._names.keys() and all(torch.equal(a.const(i), b.const(i)) for i in a._names)
+    x = torch.rand(2, 3, 224, 224)
+    assert all(torch.equal(u, v) for u, v in zip(api.load_backbone(SHIPPED)(x), api.load_backbone(extractor)(x)))
+    assert api.encode(crop, 0.6, machines=SHIPPED) == api.encode(crop, 0.6, machines=extractor)
 
 
 @pytest.mark.parametrize("alpha", [0.4, 1.0])
-def test_the_training_backbone_sees_its_features_kept(shared, extractor, codec, crop, alpha):
+def test_the_training_backbone_sees_its_features_kept(codec, crop, alpha):
     """On the real files, at the default steps: the backbone's features of the beta = 1 image are
     closer to the original's, and the objective itself (bits + m lambda MSE + nu D_feat) is lower."""
-    net = api.load_backbone(extractor)
+    net = api.load_backbone(SHIPPED)
     lam, nu = distortion_weight(codec.m.model, alpha), per_level(FEATURE_WEIGHTS, alpha)
 
     def cost(data: bytes) -> tuple[float, float]:

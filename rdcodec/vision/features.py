@@ -53,10 +53,11 @@ class FeatureBackbone:
 
     @classmethod
     def load(cls, path: str | Path) -> FeatureBackbone:
-        """The TFLite network at ``path`` (needs ``ai-edge-litert``: ``pip install 'rdcodec[cognition]'``)."""
-        from .tflite import load_tflite
+        """The network at ``path``: a TFLite file (needs ``ai-edge-litert``: ``pip install
+        'rdcodec[cognition]'``) or a graph saved from one (``.safetensors``, which does not)."""
+        from .tflite import load_network
 
-        net = load_tflite(path)  # frozen: its tensors are buffers
+        net = load_network(path)  # frozen: its tensors are buffers
         taps = net.scale_taps()
         return cls(lambda x: net(x, taps)["features"], Path(path).name, net)
 

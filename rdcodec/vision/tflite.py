@@ -10,6 +10,15 @@ the flatbuffer with the schema shipped in ``ai-edge-litert``, dequantizes every 
     >>> out["logits"].shape, out["embedding"].shape                        # doctest: +SKIP
     (torch.Size([B, 1001]), torch.Size([B, 1280]))
 
+The parsed graph (:class:`TFLiteGraph`: the operators and every constant as stored, quantized)
+can be saved as a safetensors file and built from it without ``ai-edge-litert``; the values are
+dequantized the same way, so the module is the same to the bit. That is how rdcodec ships the
+backbone of ``rdcodec encode --machines`` (``weights/mobilenet-v1-embedding.safetensors``):
+
+    >>> graph = read_tflite("../shared/models/mobilenet_v1_1.0_224_quant_embedding_extractor.tflite")  # doctest: +SKIP
+    >>> graph.save("mobilenet-v1-embedding.safetensors")                    # doctest: +SKIP
+    >>> net = load_network("mobilenet-v1-embedding.safetensors")            # doctest: +SKIP
+
 Supported operators are exactly those of the MobileNet/DeepLab files used here: CONV_2D,
 DEPTHWISE_CONV_2D, AVERAGE_POOL_2D, MEAN, ADD, RESHAPE, SOFTMAX, QUANTIZE and DEQUANTIZE
 (identities in float). TF "SAME" padding is mirrored exactly: the total padding is split with
@@ -20,6 +29,7 @@ can serve as the frozen backbone of a perceptual or contrastive loss.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["TFLiteNet", "load_tflite"]
+__all__ = ["TFLiteGraph", "TFLiteNet", "load_network", "load_tflite", "read_tflite"]
 
 _ACT = {0: None, 1: "relu", 3: "relu6"}
 
@@ -151,31 +161,118 @@ class TFLiteNet(torch.nn.Module):
         return result
 
 
-def _dequantize(tensor, buffer: np.ndarray, dtype_code: int, schema) -> np.ndarray:
+@dataclass
+class _Const:
+    """A constant as the TFLite file stores it: ``raw`` values (uint8, int8, int32, int64 or float32)
+    in TFLite's layout, ``real = scale * (raw - zero)`` per tensor (shape (1,)) or per channel along
+    ``axis`` (``scale`` None: ``raw`` is already real), and ``layout``, the transposition to PyTorch's."""
+    raw: np.ndarray
+    scale: np.ndarray | None
+    zero: np.ndarray | None
+    axis: int
+    layout: str  # "conv", "depthwise" or "" (biases)
+
+    def value(self) -> np.ndarray:
+        """The real values, float32, in PyTorch's layout (int64 stays int64)."""
+        arr = self.raw
+        if self.scale is None:
+            arr = arr if arr.dtype == np.int64 else arr.astype(np.float32)
+        else:
+            scale, zero = self.scale, self.zero
+            if scale.size > 1:  # per-channel
+                shape = [1] * arr.ndim
+                shape[self.axis] = -1
+                scale, zero = scale.reshape(shape), zero.reshape(shape)
+            arr = (scale * (arr.astype(np.float64) - zero)).astype(np.float32)
+        # TFLite: conv (O, kh, kw, I); depthwise (1, kh, kw, C) -> torch (O|C, I|1, kh, kw)
+        if self.layout == "depthwise":
+            arr = arr.transpose(3, 0, 1, 2)
+        elif self.layout == "conv":
+            arr = arr.transpose(0, 3, 1, 2)
+        return arr
+
+
+#: ``__metadata__["format"]`` of a graph saved by :meth:`TFLiteGraph.save`.
+GRAPH_FORMAT = "rdcodec-tflite-graph-1"
+
+
+@dataclass
+class TFLiteGraph:
+    """A TFLite graph as parsed: its operators, its constants as stored (quantized) and its input.
+
+    :meth:`build` makes the float :class:`TFLiteNet`; :meth:`save` / :meth:`load` keep the graph
+    in a safetensors file (the constants as tensors ``t<index>.raw``, ``.scale``, ``.zero``; the
+    rest as JSON in the metadata entry ``graph``), which needs no TFLite parser to read back.
+    """
+    ops: list[_Op]
+    consts: dict[int, _Const]
+    input_index: int
+    input_quant: tuple[float, float]
+    output_index: int
+    input_shape: tuple[int, ...]
+    source: str = ""
+
+    def build(self) -> TFLiteNet:
+        return TFLiteNet(self.ops, {i: c.value() for i, c in self.consts.items()}, self.input_index,
+                         self.input_quant, self.output_index, self.input_shape)
+
+    def save(self, path: str | Path) -> None:
+        from safetensors.numpy import save_file
+
+        tensors = {}
+        for i, c in self.consts.items():
+            tensors[f"t{i}.raw"] = np.ascontiguousarray(c.raw)
+            if c.scale is not None:
+                tensors[f"t{i}.scale"] = np.asarray(c.scale, np.float64).reshape(-1)
+                tensors[f"t{i}.zero"] = np.asarray(c.zero, np.float64).reshape(-1)
+        meta = {"format": GRAPH_FORMAT, "source": self.source,
+                "ops": [[o.kind, o.inputs, o.outputs, o.options] for o in self.ops],
+                "consts": {str(i): [c.axis, c.layout] for i, c in self.consts.items()},
+                "input": [self.input_index, list(self.input_quant), list(self.input_shape)],
+                "output": self.output_index}
+        # One metadata entry: safetensors writes several in no fixed order, and the file's SHA-256 is
+        # its identity in weights/registry.json. numpy ints (the flatbuffer's) are written as ints.
+        save_file(tensors, str(path), metadata={"graph": json.dumps(meta, default=lambda v: v.item())})
+
+    @classmethod
+    def load(cls, path: str | Path) -> TFLiteGraph:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="numpy") as f:
+            meta = json.loads((f.metadata() or {}).get("graph", "{}"))
+            if meta.get("format") != GRAPH_FORMAT:
+                raise ValueError(f"{path}: not a vision network saved by rdcodec ({GRAPH_FORMAT})")
+            keys = set(f.keys())
+            consts = {}
+            for i, (axis, layout) in meta["consts"].items():
+                scaled = f"t{i}.scale" in keys
+                consts[int(i)] = _Const(f.get_tensor(f"t{i}.raw"), f.get_tensor(f"t{i}.scale") if scaled else None,
+                                        f.get_tensor(f"t{i}.zero") if scaled else None, axis, layout)
+        ops = [_Op(kind, inputs, outputs, options) for kind, inputs, outputs, options in meta["ops"]]
+        index, quant, shape = meta["input"]
+        return cls(ops, consts, index, tuple(quant), meta["output"], tuple(shape), meta["source"])
+
+
+def _stored(tensor, buffer: np.ndarray, dtype_code: int, schema, layout: str) -> _Const:
     kinds = {schema.TensorType.UINT8: np.uint8, schema.TensorType.INT8: np.int8,
              schema.TensorType.INT32: np.int32, schema.TensorType.FLOAT32: np.float32,
              schema.TensorType.INT64: np.int64}
     arr = np.frombuffer(buffer.tobytes(), dtype=kinds[dtype_code]).reshape(tensor.shape)
     q = tensor.quantization
     if dtype_code in (schema.TensorType.FLOAT32,) or q is None or q.scale is None or arr.dtype == np.int64:
-        return arr.astype(np.float32) if arr.dtype != np.int64 else arr
-    scale = np.asarray(q.scale, np.float64)
-    zero = np.asarray(q.zeroPoint, np.float64)
-    if scale.size > 1:  # per-channel
-        shape = [1] * arr.ndim
-        shape[q.quantizedDimension] = -1
-        scale, zero = scale.reshape(shape), zero.reshape(shape)
-    return (scale * (arr.astype(np.float64) - zero)).astype(np.float32)
+        return _Const(arr, None, None, 0, layout)
+    return _Const(arr, np.asarray(q.scale, np.float64), np.asarray(q.zeroPoint, np.float64),
+                  int(q.quantizedDimension), layout)
 
 
-def load_tflite(path: str | Path) -> TFLiteNet:
-    """Parse ``path`` and return the equivalent float :class:`TFLiteNet`."""
+def read_tflite(path: str | Path) -> TFLiteGraph:
+    """Parse the TFLite file at ``path`` (needs ``ai-edge-litert``) into a :class:`TFLiteGraph`."""
     schema = _schema()
     model = schema.ModelT.InitFromPackedBuf(Path(path).read_bytes(), 0)
     graph = model.subgraphs[0]
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     ops: list[_Op] = []
-    consts: dict[int, np.ndarray] = {}
+    consts: dict[int, _Const] = {}
     for o in graph.operators:
         code = model.operatorCodes[o.opcodeIndex]
         kind = names[max(code.builtinCode, code.deprecatedBuiltinCode)]
@@ -203,13 +300,24 @@ def load_tflite(path: str | Path) -> TFLiteNet:
         if kind in ("CONV_2D", "DEPTHWISE_CONV_2D"):
             for idx in o.inputs[1:3]:
                 t = graph.tensors[idx]
-                arr = _dequantize(t, np.asarray(model.buffers[t.buffer].data), t.type, schema)
-                if idx == o.inputs[1]:
-                    # TFLite: conv (O, kh, kw, I); depthwise (1, kh, kw, C) -> torch (O|C, I|1, kh, kw)
-                    arr = arr.transpose(3, 0, 1, 2) if kind == "DEPTHWISE_CONV_2D" else arr.transpose(0, 3, 1, 2)
-                consts[idx] = arr
+                layout = ("depthwise" if kind == "DEPTHWISE_CONV_2D" else "conv") if idx == o.inputs[1] else ""
+                consts[idx] = _stored(t, np.asarray(model.buffers[t.buffer].data), t.type, schema, layout)
         ops.append(_Op(kind, list(o.inputs), list(o.outputs), options))
     inp = graph.tensors[graph.inputs[0]]
     q = inp.quantization
     in_quant = (float(q.scale[0]), float(q.zeroPoint[0])) if q is not None and q.scale is not None else (1 / 255, 0.0)
-    return TFLiteNet(ops, consts, graph.inputs[0], in_quant, graph.outputs[0], tuple(inp.shape))
+    return TFLiteGraph(ops, consts, graph.inputs[0], in_quant, graph.outputs[0], tuple(int(v) for v in inp.shape),
+                       Path(path).name)
+
+
+def load_tflite(path: str | Path) -> TFLiteNet:
+    """Parse ``path`` and return the equivalent float :class:`TFLiteNet`."""
+    return read_tflite(path).build()
+
+
+def load_network(path: str | Path) -> TFLiteNet:
+    """The :class:`TFLiteNet` of a TFLite file, or of a graph saved by :meth:`TFLiteGraph.save`
+    (``.safetensors``, which needs no ``ai-edge-litert``)."""
+    if Path(path).suffix == ".safetensors":
+        return TFLiteGraph.load(path).build()
+    return load_tflite(path)
