@@ -54,31 +54,26 @@ def load_backbone(source: BackboneSource) -> FeatureBackbone:
     cannot be read as a vision network."""
     if isinstance(source, FeatureBackbone):
         return source
-    if isinstance(source, str) and not Path(source).exists() and source in _weights.shipped_backbones():
-        source = _weights.resolve_backbone(source)
-    return _backbone(str(Path(source).resolve()))
+    # shipped names are cached by name: their file is checked against its SHA-256 once
+    return _backbone(source if _weights.is_shipped_backbone(source) else str(Path(source).resolve()))
 
 
 @lru_cache(maxsize=2)
-def _backbone(path: str) -> FeatureBackbone:
+def _backbone(source: str) -> FeatureBackbone:
+    path = str(_weights.resolve_backbone(source)) if _weights.is_shipped_backbone(source) else source
     if not Path(path).is_file():
         names = ", ".join(_weights.shipped_backbones()) or "none"
         raise RdcError(f"no vision network at '{path}' (give a shipped one by name: {names}; or a TFLite file)")
-    with open(path, "rb") as f:
-        head = f.read(8)
-    if Path(path).suffix == ".safetensors":
-        try:
-            return FeatureBackbone.load(path)
-        except Exception as exc:  # not a graph saved by rdcodec, or a damaged one
-            raise RdcError(f"cannot read '{path}' as a vision network ({type(exc).__name__}: {exc})") from exc
-    if head[4:] != b"TFL3":  # the flatbuffer file identifier of every TFLite model
-        raise RdcError(f"cannot read '{path}' as a TFLite vision network: it is not a TFLite file")
+    if Path(path).suffix != ".safetensors":  # a saved graph (TFLiteGraph.save) or a TFLite file
+        with open(path, "rb") as f:
+            if f.read(8)[4:] != b"TFL3":  # the flatbuffer file identifier of every TFLite model
+                raise RdcError(f"cannot read '{path}' as a TFLite vision network: it is not a TFLite file")
     try:
         return FeatureBackbone.load(path)
     except ImportError as exc:
         raise RdcError(f"refining for machines reads TFLite files with ai-edge-litert: {exc}") from exc
-    except Exception as exc:  # a file that is not a TFLite graph of the supported operators
-        raise RdcError(f"cannot read '{path}' as a TFLite vision network ({type(exc).__name__}: {exc})") from exc
+    except Exception as exc:  # not a graph of the supported operators, or not one saved by rdcodec
+        raise RdcError(f"cannot read '{path}' as a vision network ({type(exc).__name__}: {exc})") from exc
 
 
 def resolve_device(device: str) -> str:

@@ -157,9 +157,9 @@ _verbose = click.option("-v", "--verbose", is_flag=True, help="Also print timing
 def _machines_source(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     """``--machines``: a shipped network's name or an existing file (else a usage error, like a
     missing input)."""
-    from .weights import shipped_backbones
+    from .weights import is_shipped_backbone, shipped_backbones
 
-    if value is None or Path(value).is_file() or (value in shipped_backbones() and not Path(value).exists()):
+    if value is None or Path(value).is_file() or is_shipped_backbone(value):
         return value
     names = ", ".join(shipped_backbones()) or "none"
     raise click.BadParameter(f"'{value}' does not exist as a file, and rdcodec ships no network of that name "

@@ -143,6 +143,11 @@ def shipped_backbones() -> dict[str, Path]:
     return {name: root / e["file"] for name, e in reg.get("backbones", {}).items()}
 
 
+def is_shipped_backbone(source: object) -> bool:
+    """Whether ``source`` names a shipped vision network (a name, unless a file of that name exists)."""
+    return isinstance(source, str) and not Path(source).exists() and source in shipped_backbones()
+
+
 def resolve_backbone(name: str) -> Path:
     """The file of the shipped vision network ``name``, verified against its recorded SHA-256."""
     root, reg = _registry()
