@@ -207,17 +207,52 @@ class Codec:
     def _s_hat(self, s_sym: np.ndarray, s_means: torch.Tensor, igs: torch.Tensor) -> torch.Tensor:
         return (torch.from_numpy(s_sym).float() + s_means).to(self.m.device) * igs
 
+    def _e_model(self, y_hat: torch.Tensor):
+        """The detail latent's model (:mod:`rdcodec.model.detail`), like :meth:`_s_model`."""
+        means, scales = self.m.e_params(y_hat)
+        return snap_means(means), scale_indices(scales), scales
+
     def _reconstruct(self, y_hat: torch.Tensor, s_hat: torch.Tensor | None, h: int, w: int,
-                     clock: _Clock) -> tuple[torch.Tensor, torch.Tensor | None]:
+                     clock: _Clock, e_hat: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``x_hat_1 = g_s(y_hat)`` and ``r = rrn(y_hat + dec(s_hat); f1, f2, f3)`` (None without
-        ``s_hat``), cropped to h x w; tiled for large images (:mod:`rdcodec.model.tiling`)."""
+        ``s_hat``; with the detail latent ``e_hat``, ``D_s(e_hat)`` joins at H/8), cropped to h x w;
+        tiled for large images (:mod:`rdcodec.model.tiling`)."""
         y_hat_2 = None
         if s_hat is not None:
             with clock("residual"):
                 y_hat_2 = y_hat + self.m.latent_correction(s_hat)
+        detail = None
+        if e_hat is not None:
+            def detail(rows: slice, cols: slice) -> torch.Tensor:
+                return self.m.detail(e_hat[..., 2 * rows.start:2 * rows.stop, 2 * cols.start:2 * cols.stop])
         config = self.m.model.config
         return tiling.synthesis(self.m.g_s, self.m.rrn, y_hat, y_hat_2, h, w, clock,
-                                config.rrn_blocks, config.synthesis_blocks)
+                                config.rrn_blocks, config.synthesis_blocks, detail)
+
+    def _encode_e(self, an: Analysis, y_hat: torch.Tensor, gains_e, clock: _Clock):
+        """The detail latent of a file: (symbols, snapped means, scales, e string).
+
+        ``e = D_a(x, x_hat_1, f1) * G_e`` needs the base layer's reconstruction, one more
+        synthesis. Images that code tile by tile (over 4 megapixels) send every symbol at its
+        predicted mean instead (the decoder's ``e_hat`` is then the prior's guess, as for a
+        stripped file with ``predict_residual``): the analysis would need tiles of its own."""
+        ge, _ = gains_e
+        with clock("residual"):
+            e_mu, e_idx, e_scales = self._e_model(y_hat)
+        if _tiled(an.height, an.width):
+            e_sym = np.zeros(e_mu.shape, np.int32)
+        else:
+            if an.image is None:
+                raise ValueError("weights with a detail latent code the residual layer from the image, "
+                                 "not only its analysis")
+            with clock("synthesis"):
+                x_hat_pad, feats = self.m.g_s(y_hat)
+            with clock("residual"):
+                eg = self.m.e_latent(self._padded(an.image), x_hat_pad.float(), feats[0], ge)
+                e_sym = torch.round(eg.double() - e_mu).clamp_(-Y_RANGE, Y_RANGE).to(torch.int32).numpy()
+        with clock("entropy"):
+            e_str = coder.encode_gaussian(e_sym, e_idx)
+        return e_sym, e_mu, e_scales, e_str
 
     # ------------------------------------------------------------------ encode
     @torch.no_grad()
@@ -326,7 +361,7 @@ class Codec:
         fit = residual and output_filter and an.image is not None
         synthesize = reconstruct or check or fit
 
-        res_str, s_sym, s_scales, s_hat = None, None, None, None
+        res_str, s_sym, s_scales, s_hat, e_sym, e_hat = None, None, None, None, None, None
         if residual:
             with clock("residual"):
                 sg = self.m.s_latent(y - y_hat, gs)
@@ -335,11 +370,15 @@ class Codec:
                 s_hat = self._s_hat(s_sym, s_mu, igs) if synthesize else None
             with clock("entropy"):
                 res_str = coder.encode_gaussian(s_sym, s_idx)
-        x_hat_1, r = self._reconstruct(y_hat, s_hat, h, w, clock) if synthesize else (None, None)
+            if model.config.enhance:  # the residual layer: varint(len(s)), s string, e string
+                e_sym, e_mu, e_scales, e_str = self._encode_e(an, y_hat, gains["e"], clock)
+                e_hat = self._s_hat(e_sym, e_mu, gains["e"][1]) if synthesize else None
+                res_str = container.join_strings(res_str, e_str)
+        x_hat_1, r = self._reconstruct(y_hat, s_hat, h, w, clock, e_hat) if synthesize else (None, None)
         if check and r is not None:
             with clock("decision"):
                 if not _residual_helps(an.image, x_hat_1, r):
-                    res_str, r, s_sym = None, None, None  # a residual that hurts is not worth its bytes
+                    res_str, r, s_sym, e_sym = None, None, None, None  # a residual that hurts is not worth its bytes
         flt = None
         if fit and r is not None:
             with clock("filter"):
@@ -357,6 +396,8 @@ class Codec:
             est = {"z": _factorized_bits(model, z_sym), "y": _gaussian_bits(model, y_sym, scales)}
             if res_str is not None:
                 est["s"] = _gaussian_bits(model, torch.from_numpy(s_sym).float(), s_scales)
+                if e_sym is not None:
+                    est["e"] = _gaussian_bits(model, torch.from_numpy(e_sym).float(), e_scales)
         return Compressed(data, Reconstruction(x_hat_1, r) if reconstruct else None, est)
 
     def compress_to_size(self, image: np.ndarray, max_bytes: int, residual: bool = True,
@@ -448,14 +489,17 @@ class Codec:
             f = container.unpack(data, ignore_residual_errors=ignore_residual_errors)
             notes = {"residual_dropped": f.residual_error} if f.residual_error else {}
             z_str, y_str = container.split_strings(f.base)
-            s_str, flt = f.residual, None
-            if s_str is not None and head.has_filter:
+            s_str, e_str, flt = f.residual, None, None
+            if s_str is not None:
                 try:
-                    flt, s_str = wiener.OutputFilter.split_layer(s_str, head.version)
+                    if head.has_filter:
+                        flt, s_str = wiener.OutputFilter.split_layer(s_str, head.version)
+                    if model.config.enhance:
+                        s_str, e_str = container.split_strings(s_str, "residual layer", "s")
                 except CorruptError as e:
                     if not ignore_residual_errors:
                         raise CorruptError(f"{e}; --ignore-residual-errors decodes the base layer alone") from None
-                    s_str, notes = None, {"residual_dropped": str(e)}
+                    s_str, flt, notes = None, None, {"residual_dropped": str(e)}
             zc = coder.decode_factorized(z_str, self.m.z_pmf, Z_RANGE, hz * wz)
         with clock("hyper"):
             gains = self.m.gains(head.alpha)
@@ -464,7 +508,7 @@ class Codec:
         y_sym, mu, _ = self.decode_y(y_str, z_sym, igz, head.latent_shape, clock)
         with clock("hyper"):
             y_hat = ((torch.from_numpy(y_sym).float() + mu).to(dev)) * igy
-        s_hat = None
+        s_hat = e_hat = None
         if s_str is not None:
             with clock("residual"):
                 s_mu, s_idx, _ = self._s_model(y_hat)
@@ -472,12 +516,21 @@ class Codec:
                 s_sym = coder.decode_gaussian(s_str, s_idx)
             with clock("residual"):
                 s_hat = self._s_hat(s_sym, s_mu, igs)
+            if e_str is not None:
+                with clock("residual"):
+                    e_mu, e_idx, _ = self._e_model(y_hat)
+                with clock("entropy"):
+                    e_sym = coder.decode_gaussian(e_str, e_idx)
+                e_hat = self._s_hat(e_sym, e_mu, gains["e"][1])
         elif predict_residual:
             with clock("residual"):
                 s_mu, _, _ = self._s_model(y_hat)
                 s_hat = self._s_hat(np.zeros(s_mu.shape, np.int32), s_mu, igs)
+                if model.config.enhance:
+                    e_mu, _, _ = self._e_model(y_hat)
+                    e_hat = self._s_hat(np.zeros(e_mu.shape, np.int32), e_mu, gains["e"][1])
             notes["residual_predicted"] = True
-        x_hat_1, r = self._reconstruct(y_hat, s_hat, h, w, clock)
+        x_hat_1, r = self._reconstruct(y_hat, s_hat, h, w, clock, e_hat)
         if flt is not None and r is not None:
             with clock("filter"):
                 r = flt.apply(x_hat_1 + r) - x_hat_1

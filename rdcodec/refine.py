@@ -88,7 +88,7 @@ def refinement_loss(model: RDCModel, x: torch.Tensor, y: torch.Tensor, gains: Ga
     Differentiable with respect to ``y``; the transforms run under bf16 autocast when ``bf16``."""
     with torch.autocast(y.device.type, dtype=torch.bfloat16, enabled=bf16):
         base = model.base_from_latent(y, gains["y"], gains["z"], noise=True)
-        out = model.residual_from_base(base, gains["s"], noise=True)
+        out = model.residual_from_base(base, gains["s"], noise=True, x=x, gains_e=gains.get("e"))
     x_bar = (out["x_hat_1"].float() + out["r"].float())[..., :height, :width]
     mse = (x_bar - x[..., :height, :width]).square().mean()
     rate = (out["bits_base"] + out["bits_s"]).sum() / (height * width)

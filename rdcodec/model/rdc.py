@@ -15,6 +15,10 @@ Auxiliary branch (stage II, §3.3), base frozen::
     s_hat   = Q(s - mu_s) + mu_s, with mu_s, sigma_s = prior(y_hat)
     y_hat_2 = y_hat + dec(s_hat * G_s^{-1})
     r       = rrn(y_hat_2; f1, f2, f3)          (+ optional refinement blocks per scale)
+
+With a detail latent (``ModelConfig.enhance`` = E > 0, :mod:`.detail`, not in the paper) the
+residual layer also carries ``e`` (B, E, H/8, W/8), read from the pixels, and ``rrn`` adds
+its decoded contribution ``d`` at H/8.
     x_bar   = x_hat_1 + (1 - beta) * r            (Eq. 9)
 
 Training uses additive uniform noise for the rate terms and straight-through rounding for
@@ -34,6 +38,7 @@ from torch import nn
 
 from .channel import ChannelContext, PhasedChannelContext, rounding_code, run_passes
 from .context import CheckerboardContext, PhasedContext
+from .detail import DetailAnalysis, DetailPrior, DetailSynthesis
 from .fastpath import bf16_default, coding_copy
 from .gain import LAMBDAS, GainUnit
 from .residual import ResidualPrior, ResidualReconstruction, ScalableTransform
@@ -62,6 +67,9 @@ class ModelConfig:
     # Entropy model of y: "hyperprior" (the paper's), "checkerboard" (+ :mod:`.context`) or
     # "space-channel" (the checkerboard + channel groups, :mod:`.channel`).
     context: str = "hyperprior"
+    # Channels E of the residual layer's detail latent at H/8 (0 = the paper's layer: only the
+    # quantization error of y). A decoder field, :mod:`.detail`.
+    enhance: int = 0
 
     def __post_init__(self) -> None:
         if self.context not in CONTEXTS:
@@ -102,6 +110,12 @@ class RDCModel(nn.Module):
         self.residual_prior = ResidualPrior(M, S)
         self.gain_s = GainUnit(S, [1.0] * len(LAMBDAS))
         self.rrn = ResidualReconstruction(M, (N, N, N), blocks=config.rrn_blocks)
+        if config.enhance:
+            E = config.enhance
+            self.detail_a = DetailAnalysis(N, E)
+            self.detail_prior = DetailPrior(M, E)
+            self.detail_s = DetailSynthesis(E, self.rrn.up[0].out_channels)
+            self.gain_e = GainUnit(E, init)  # as y's: the step shrinks with the distortion weight
 
     # ------------------------------------------------------------------ training
     def base_lambda(self, idx: torch.Tensor) -> torch.Tensor:
@@ -162,12 +176,17 @@ class RDCModel(nn.Module):
         """Stage-II forward: the base runs without gradients, the auxiliary branch learns."""
         with torch.no_grad():
             base = self.forward_base(x, idx)
-        return self.residual_from_base(base, self.gain_s.at_levels(idx))
+        gains_e = self.gain_e.at_levels(idx) if self.config.enhance else None
+        return self.residual_from_base(base, self.gain_s.at_levels(idx), x=x, gains_e=gains_e)
 
     def residual_from_base(self, base: dict[str, torch.Tensor], gains_s: tuple[torch.Tensor, torch.Tensor],
-                           noise: bool | None = None) -> dict[str, torch.Tensor]:
+                           noise: bool | None = None, x: torch.Tensor | None = None,
+                           gains_e: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """The auxiliary branch on a :meth:`base_from_latent` result: ``s`` from ``y - y_hat``,
-        its bits, and the residual image ``r`` (B, 3, H, W). ``noise`` as in :meth:`base_from_latent`."""
+        its bits, and the residual image ``r`` (B, 3, H, W). ``noise`` as in :meth:`base_from_latent`.
+
+        A model with a detail latent also needs the original ``x`` and ``e``'s gains; its
+        bits are in ``bits_e`` and counted in ``bits_s`` (the whole residual layer)."""
         gs, igs = gains_s
         y, y_hat = base["y"].float(), base["y_hat"].float()
         sg = self.scalable.enc(y - y_hat) * gs
@@ -176,14 +195,28 @@ class RDCModel(nn.Module):
             means, scales = self.residual_prior(y_hat)
             _, s_lik = self.gaussian(sg, scales, means, training=noise)
             sg_hat = round_ste(sg - means) + means
-        r = self.residual_from(sg_hat * igs, y_hat, base["feats"])
-        return {"x_hat_1": base["x_hat"], "r": r, "bits_s": bits(s_lik),
-                "bits_base": base["bits_y"] + base["bits_z"]}
+        out = {"x_hat_1": base["x_hat"], "bits_s": bits(s_lik), "bits_base": base["bits_y"] + base["bits_z"]}
+        detail = None
+        if self.config.enhance:
+            if x is None or gains_e is None:
+                raise ValueError("a model with a detail latent needs x and gains_e for its residual layer")
+            ge, ige = gains_e
+            eg = self.detail_a(x, base["x_hat"], base["feats"][0]) * ge
+            with torch.autocast(y.device.type, enabled=False):
+                eg = eg.float()
+                means_e, scales_e = self.detail_prior(y_hat)
+                _, e_lik = self.gaussian(eg, scales_e, means_e, training=noise)
+                eg_hat = round_ste(eg - means_e) + means_e
+            detail = self.detail_s(eg_hat * ige)
+            out["bits_e"] = bits(e_lik)
+            out["bits_s"] = out["bits_s"] + out["bits_e"]
+        out["r"] = self.residual_from(sg_hat * igs, y_hat, base["feats"], detail)
+        return out
 
     def residual_from(self, s_hat: torch.Tensor, y_hat: torch.Tensor,
-                      feats: list[torch.Tensor]) -> torch.Tensor:
-        """``r = rrn(y_hat + dec(s_hat); f1, f2, f3)``."""
-        return self.rrn(y_hat + self.scalable.dec(s_hat), feats)
+                      feats: list[torch.Tensor], detail: torch.Tensor | None = None) -> torch.Tensor:
+        """``r = rrn(y_hat + dec(s_hat); f1, f2, f3)`` (plus the detail latent's ``d`` at H/8)."""
+        return self.rrn(y_hat + self.scalable.dec(s_hat), feats, detail)
 
 
 #: :meth:`CodingModel.latent_correction` rounds to multiples of ``1 / CORRECTION_STEPS``.
@@ -226,12 +259,21 @@ class CodingModel:
         self.channel64 = (PhasedChannelContext(_cpu_double_copy(model.channel_context))
                           if model.channel_context is not None else None)
         self.z_pmf = z_pmf.to(torch.float64).numpy()
+        # the detail latent (:mod:`.detail`): its prior like the residual prior's, float64 on the
+        # CPU; its analysis (encoder only) and synthesis (pixels only) like the big transforms
+        self.detail_a = self.detail_s = self.detail_prior64 = None
+        if model.config.enhance:
+            self.detail_a = coding_copy(self.model.detail_a, bf16=bf16)
+            self.detail_s = coding_copy(self.model.detail_s, bf16=bf16)
+            self.detail_prior64 = _cpu_double_copy(model.detail_prior)
 
     def gains(self, alpha: float) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """Interpolated (gain, inverse gain) of y, z and s for ``alpha``, float32 on the device."""
+        """Interpolated (gain, inverse gain) of y, z and s (and e, with a detail latent) for
+        ``alpha``, float32 on the device."""
         m = self.model
         out = {}
-        for name, unit in (("y", m.gain_y), ("z", m.gain_z), ("s", m.gain_s)):
+        units = [("y", m.gain_y), ("z", m.gain_z), ("s", m.gain_s)] + ([("e", m.gain_e)] if m.config.enhance else [])
+        for name, unit in units:
             g, ig = unit.at_alpha(alpha)
             out[name] = (g.to(self.device), ig.to(self.device))
         return out
@@ -270,6 +312,24 @@ class CodingModel:
         """Deterministic residual prior: ``y_hat`` -> (means, scales) float64 on the CPU."""
         with torch.no_grad():
             return self.residual_prior64(y_hat.detach().cpu().double())
+
+    def e_params(self, y_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Deterministic detail prior: ``y_hat`` (1, M, h, w) -> (means, scales) of ``e * G_e``,
+        (1, E, 2h, 2w) each, float64 on the CPU."""
+        with torch.no_grad():
+            return self.detail_prior64(y_hat.detach().cpu().double())
+
+    def e_latent(self, x: torch.Tensor, x_hat_1: torch.Tensor, f1: torch.Tensor,
+                 gain_e: torch.Tensor) -> torch.Tensor:
+        """Encoder: the padded image and its base reconstruction (1, 3, H, W), ``f1`` (1, N, H/8,
+        W/8) -> ``D_a(x, x_hat_1, f1) * G_e`` (1, E, H/8, W/8), float32 on the CPU."""
+        with torch.no_grad():
+            return (self.detail_a(x, x_hat_1, f1).float() * gain_e).cpu()
+
+    def detail(self, e_hat: torch.Tensor) -> torch.Tensor:
+        """Decoder: ``e_hat`` (1, E, h, w) -> ``D_s(e_hat)``, the residual reconstruction's H/8 input."""
+        with torch.no_grad():
+            return self.detail_s(e_hat.to(self.device, torch.float32)).float()
 
 
 def _cpu_double_copy(module: nn.Module) -> nn.Module:

@@ -72,9 +72,14 @@ class ResidualReconstruction(nn.Module):
         self.act = _act()
         self.out = deconv(w3, 3)
 
-    def forward(self, y_hat_2: torch.Tensor, feats: list[torch.Tensor]) -> torch.Tensor:
+    def forward(self, y_hat_2: torch.Tensor, feats: list[torch.Tensor],
+                detail: torch.Tensor | None = None) -> torch.Tensor:
+        """``detail`` (B, widths[0], H/8, W/8), the detail latent's contribution
+        (:mod:`.detail`), is added where the first stage reaches H/8."""
         h = y_hat_2
-        for up, inject, mix, refine, f in zip(self.up, self.inject, self.mix, self.refine, feats):
-            h = self.act(up(h) + inject(f))
-            h = refine(self.act(mix(h)))
+        for i, (up, inject, mix, refine, f) in enumerate(zip(self.up, self.inject, self.mix, self.refine, feats)):
+            h = up(h) + inject(f)
+            if i == 0 and detail is not None:
+                h = h + detail
+            h = refine(self.act(mix(self.act(h))))
         return self.out(h)

@@ -74,6 +74,10 @@ MIN_TILED_PIXELS = 1 << 22
 #: Pixels per latent position (total stride of g_a / g_s).
 STRIDE = 16
 
+#: Extra halo (latent positions) of a synthesis with a detail latent: its decoder's three 3x3
+#: convolutions at H/8 read 3 positions there to each side, 1.5 latent positions (:mod:`.detail`).
+DETAIL_HALO = 2
+
 Clock = Callable[[str], AbstractContextManager]
 
 
@@ -159,17 +163,23 @@ def analysis(g_a: nn.Module, padded: np.ndarray, device: torch.device, blocks: i
 
 def synthesis(g_s: nn.Module, rrn: nn.Module, y_hat: torch.Tensor, y_hat_2: torch.Tensor | None,
               height: int, width: int, clock: Clock,
-              blocks: int = 0, synthesis_blocks: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+              blocks: int = 0, synthesis_blocks: int = 0,
+              detail: Callable[[slice, slice], torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``x_hat_1 = g_s(y_hat)`` and ``r = rrn(y_hat_2; f1, f2, f3)`` (None without ``y_hat_2``).
 
     Both are cropped to ``height x width``. Tiled when the padded image is over the
     threshold; ``clock("synthesis")`` and ``clock("residual")`` time the two networks.
     ``blocks`` and ``synthesis_blocks`` are the model config's ``rrn_blocks`` and
-    ``synthesis_blocks`` (:func:`synthesis_halo`).
+    ``synthesis_blocks`` (:func:`synthesis_halo`). ``detail`` (with ``y_hat_2``) gives the
+    detail latent's decoded contribution for a window of latent rows and columns, at twice
+    their resolution (:mod:`.detail`); its three 3x3 convolutions at H/8 add
+    :data:`DETAIL_HALO` to the halo.
     """
     hl, wl = y_hat.shape[-2:]
     x_out = r_out = None
     halo = synthesis_halo(blocks, synthesis_blocks)  # from the model config: coding copies wrap rrn
+    if detail is not None:
+        halo += DETAIL_HALO
     for rows, cols, wr, wc in tiles(hl, wl, is_tiled(hl * STRIDE, wl * STRIDE), halo):
         top, left = rows.start * STRIDE, cols.start * STRIDE
         bottom, right = min(rows.stop * STRIDE, height), min(cols.stop * STRIDE, width)
@@ -185,7 +195,7 @@ def synthesis(g_s: nn.Module, rrn: nn.Module, y_hat: torch.Tensor, y_hat_2: torc
             del xt
         if y_hat_2 is not None:
             with clock("residual"):
-                rt = rrn(y_hat_2[..., wr, wc], feats)
+                rt = rrn(y_hat_2[..., wr, wc], feats, *([] if detail is None else [detail(wr, wc)]))
                 if r_out is None:
                     r_out = rt.new_empty(1, rt.shape[1], height, width)
                 r_out[..., top:bottom, left:right] = rt[keep]
