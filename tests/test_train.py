@@ -444,3 +444,37 @@ def test_a_machine_encoder_run_trains_only_the_encoder(tmp_path, shared, objecti
         assert all(r["c"] > 0 for r in records)
     else:
         assert all(r["c"] == 0 and r["feat"] > 0 for r in records)
+
+
+def test_rate_warmup_ramps_the_rate_weight_to_one():
+    assert loop.rate_weight(0, 0) == loop.rate_weight(10 ** 6, 0) == 1.0
+    weights = [loop.rate_weight(s, 30) for s in range(0, 40, 10)]
+    assert weights == pytest.approx([1e-3, 1e-2, 1e-1, 1.0])
+    assert all(a < b for a, b in zip(weights, weights[1:]))
+
+
+def test_a_residual_run_with_a_detail_latent_trains_it_at_the_block_lr(tmp_path):
+    """--enhance: the detail latent (absent from the init) learns in the block group, the base
+    stays bit for bit, and the checkpoint's config keeps the channel count."""
+    torch.manual_seed(0)
+    init = tmp_path / "init.pt"
+    start = RDCModel(ModelConfig())
+    torch.save({"model": start.state_dict()}, init)
+    out = tmp_path / "run"
+    argv = ["--stage", "residual", "--init", str(init), "--data", str(EXAMPLE.parent),
+            "--cache", str(tmp_path / "crops.pt"), "--n-crops", "4", "--crop", "64", "--batch", "2",
+            "--lr", "1e-6", "--block-lr", "1e-3", "--rate-warmup", "100", "--budget-minutes", "0.05",
+            "--log-every", "1", "--eval-every", "0", "--out", str(out), "--enhance", "4"]
+    loop.main(argv)
+    first = torch.load(out / "last.pt", weights_only=False)
+    # resumed 2 s past the first run's clock, so that steps run at a learning rate above 0 (see above)
+    loop.main([*argv, "--budget-minutes", str((first["elapsed"] + 2) / 60)])
+    ckpt = torch.load(out / "last.pt", weights_only=False)
+    assert ckpt["step"] > first["step"] and ckpt["args"]["enhance"] == 4
+    after = ckpt["model"]
+    assert after["detail_s.layers.4.weight"].abs().max() > 0  # started at zero
+    assert all(torch.equal(after[k], v) for k, v in start.state_dict().items() if loop.is_base_param(k))
+    groups = ckpt["opt"]["param_groups"]
+    assert len(groups) == 2 and groups[1]["blocks"]
+    model = RDCModel(loop.model_config(ckpt["args"]))
+    assert loop.load_matching(model, after) == [] and model.config.enhance == 4

@@ -92,12 +92,18 @@ def model_config(args: dict) -> ModelConfig:
                        rrn_blocks=args.get("rrn_blocks", ModelConfig.rrn_blocks),
                        encoder_blocks=args.get("encoder_blocks", ModelConfig.encoder_blocks),
                        synthesis_blocks=args.get("synthesis_blocks", ModelConfig.synthesis_blocks),
-                       context=args.get("context", ModelConfig.context))
+                       context=args.get("context", ModelConfig.context),
+                       enhance=args.get("enhance", ModelConfig.enhance))
+
+
+#: The detail latent's tensors (:mod:`rdcodec.model.detail`), new like refinement blocks.
+DETAIL_PREFIXES = ("detail_a.", "detail_prior.", "detail_s.", "gain_e.")
 
 
 def is_block_param(name: str) -> bool:
-    """A tensor of a :class:`~rdcodec.model.transforms.RefineBlock` (in g_a, g_s or rrn)."""
-    return ".refine." in name
+    """A tensor of a module added to a trained model that starts without effect: a
+    :class:`~rdcodec.model.transforms.RefineBlock` (in g_a, g_s or rrn) or the detail latent."""
+    return ".refine." in name or name.startswith(DETAIL_PREFIXES)
 
 
 def param_groups(model: torch.nn.Module, params: list, block_lr: float = 0.0) -> list[dict]:
@@ -168,6 +174,24 @@ def stop_on_sigterm() -> dict:
     return stop
 
 
+#: The rate term's weight at the first step of a ``--rate-warmup``.
+RATE_WARMUP_START = 1e-3
+
+
+def rate_weight(step: int, warmup: int) -> float:
+    """The rate term's weight at ``step`` with ``--rate-warmup`` ``warmup`` steps: rises
+    geometrically from :data:`RATE_WARMUP_START` to 1 (a factor of 10 every third of it), then stays 1.
+
+    A latent trained from scratch beside a trained decoder (the detail latent of run 27) starts
+    as information its decoder cannot read yet, and its first steps make a few hundredths of a dB
+    from bits that cost the loss far more: at full weight the rate term empties the latent
+    first (run 27's second start: 0.050 -> 0.022 bpp at level 5 in 500 steps, no gain in PSNR),
+    and so did a linear ramp, which is at 8% of the weight after a twelfth of the ramp."""
+    if warmup <= 0 or step >= warmup:
+        return 1.0
+    return RATE_WARMUP_START ** (1.0 - step / warmup)
+
+
 def lr_at(progress: float, peak: float, warmup: float = 0.02, floor: float = 0.05) -> float:
     """Linear warm-up, then cosine decay to ``floor * peak`` at ``progress = 1``."""
     if progress < warmup:
@@ -190,6 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--budget-minutes", type=float, default=60.0)
     ap.add_argument("--checkpoint-minutes", type=float, default=10.0)
+    ap.add_argument("--rate-warmup", type=int, default=0, metavar="STEPS",
+                    help="raise the rate term's weight geometrically from 0.001 to 1 over the first STEPS steps, so "
+                    "that a new latent's decoder can learn to use it before the rate empties it (0: off)")
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--init", help="checkpoint (.pt) or shipped weights (.safetensors) to start from; "
                     "stage residual takes only the base codec from it")
@@ -214,6 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--rrn-blocks", type=int, default=ModelConfig.rrn_blocks,
                     help="refinement blocks per scale in the residual reconstruction (0 = the paper's; "
                     "new blocks start as the identity, so a residual stage warm-starts exactly)")
+    ap.add_argument("--enhance", type=int, default=ModelConfig.enhance,
+                    help="channels of the residual layer's detail latent at H/8 (0 = the paper's layer; "
+                    "rdcodec/model/detail.py). Its decoder starts at zero, so a residual stage warm-starts exactly")
     ap.add_argument("--encoder-blocks", type=int, default=ModelConfig.encoder_blocks,
                     help="refinement blocks at H/4 and H/8 of g_a (0 = the paper's; new blocks start as the "
                     "identity). Encoder only: export with --decoder, and files decode with that decoder")
@@ -221,8 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="refinement blocks at H/8 and H/4 of g_s (0 = the paper's; new blocks start as the "
                     "identity). A decoder change: stage base or cognition trains them, then retrain stage residual")
     ap.add_argument("--block-lr", type=float, default=0.0,
-                    help="peak learning rate of the refinement blocks among the trained tensors (0 = --lr): "
-                    "new, zero-started blocks can learn faster than a trained model may move")
+                    help="peak learning rate of the refinement blocks and the detail latent among the trained "
+                    "tensors (0 = --lr): new, zero-started modules can learn faster than a trained model may move")
     ap.add_argument("--context", choices=CONTEXTS, default=ModelConfig.context,
                     help="entropy model of y (stored with the weights); a new checkerboard context "
                     "starts as the hyperprior, a new space-channel one as the init's checkerboard; "
@@ -446,7 +476,8 @@ def main(argv=None) -> None:
                 lam = model.base_lambda(idx)
             elif args.stage == "encoder":  # gradients through the frozen decoder into g_a and h_a
                 base = model.forward_base(x, idx)
-                o = model.residual_from_base(base, model.gain_s.at_levels(idx))
+                gains_e = model.gain_e.at_levels(idx) if model.config.enhance else None
+                o = model.residual_from_base(base, model.gain_s.at_levels(idx), x=x, gains_e=gains_e)
                 x_hat, bpp = (o["x_hat_1"] + o["r"]).float(), (o["bits_base"] + o["bits_s"]) / pixels
                 lam = model.base_lambda(idx)
             else:
@@ -469,7 +500,7 @@ def main(argv=None) -> None:
             loss = cognition_loss(bpp, c, local_mse(x, x_hat), mse, idx, lam, args.mse_anchor, args.lambda_local,
                                   feat, args.feature_weight)
         else:
-            loss = bpp + lam * 255 ** 2 * mse
+            loss = rate_weight(step, args.rate_warmup) * bpp + lam * 255 ** 2 * mse
         return loss, bpp, mse, c, feat
 
     def fresh() -> dict:
