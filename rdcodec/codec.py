@@ -166,10 +166,10 @@ class Codec:
     # ------------------------------------------------------------------ helpers
     # The *_model methods are the only source of probability models, shared by the
     # encoder and the decoder: (snapped means, scale-table indices, raw scales).
-    def _y_model(self, hyper: tuple[torch.Tensor, torch.Tensor]):
-        """The hyperprior's model of the y symbols from ``hyper = self.m.y_params(z_sym, igz)``
-        (``h_s``'s float64 means and scales)."""
-        means, scales = hyper
+    def _gaussian_model(self, params: tuple[torch.Tensor, torch.Tensor]):
+        """The model of Gaussian-coded symbols from float64 (means, scales): of y from
+        ``hyper = self.m.y_params(z_sym, igz)`` (``h_s``'s), of s and e from their priors."""
+        means, scales = params
         return snap_means(means), scale_indices(scales), scales
 
     def _encode_y(self, yg: torch.Tensor, hyper,
@@ -181,7 +181,7 @@ class Codec:
         all in one string.
         """
         if self.m.context64 is None:
-            mu, idx, scales = self._y_model(hyper)
+            mu, idx, scales = self._gaussian_model(hyper)
             y_sym = torch.round(yg - mu).clamp_(-Y_RANGE, Y_RANGE)
             with clock("entropy"):
                 return y_sym, mu, scales, coder.encode_gaussian(y_sym.to(torch.int32).numpy(), idx)
@@ -201,16 +201,14 @@ class Codec:
         return y_sym.float(), snap_means(means), scales, y_str
 
     def _s_model(self, y_hat: torch.Tensor):
-        means, scales = self.m.s_params(y_hat)
-        return snap_means(means), scale_indices(scales), scales
+        return self._gaussian_model(self.m.s_params(y_hat))
 
     def _s_hat(self, s_sym: np.ndarray, s_means: torch.Tensor, igs: torch.Tensor) -> torch.Tensor:
         return (torch.from_numpy(s_sym).float() + s_means).to(self.m.device) * igs
 
     def _e_model(self, y_hat: torch.Tensor):
         """The detail latent's model (:mod:`rdcodec.model.detail`), like :meth:`_s_model`."""
-        means, scales = self.m.e_params(y_hat)
-        return snap_means(means), scale_indices(scales), scales
+        return self._gaussian_model(self.m.e_params(y_hat))
 
     def _reconstruct(self, y_hat: torch.Tensor, s_hat: torch.Tensor | None, h: int, w: int,
                      clock: _Clock, e_hat: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -443,7 +441,7 @@ class Codec:
         with clock("hyper"):
             hyper = self.m.y_params(z_sym, igz, shape)
         if self.m.context64 is None:
-            mu, y_idx, scales = self._y_model(hyper)
+            mu, y_idx, scales = self._gaussian_model(hyper)
             with clock("entropy"):
                 return coder.decode_gaussian(y_str, y_idx), mu, scales
         anchor = anchor_mask(*hyper[0].shape[-2:])

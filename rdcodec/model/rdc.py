@@ -15,11 +15,11 @@ Auxiliary branch (stage II, §3.3), base frozen::
     s_hat   = Q(s - mu_s) + mu_s, with mu_s, sigma_s = prior(y_hat)
     y_hat_2 = y_hat + dec(s_hat * G_s^{-1})
     r       = rrn(y_hat_2; f1, f2, f3)          (+ optional refinement blocks per scale)
+    x_bar   = x_hat_1 + (1 - beta) * r            (Eq. 9)
 
 With a detail latent (``ModelConfig.enhance`` = E > 0, :mod:`.detail`, not in the paper) the
 residual layer also carries ``e`` (B, E, H/8, W/8), read from the pixels, and ``rrn`` adds
 its decoded contribution ``d`` at H/8.
-    x_bar   = x_hat_1 + (1 - beta) * r            (Eq. 9)
 
 Training uses additive uniform noise for the rate terms and straight-through rounding for
 the values fed forward ("mixed" quantization). Coding (``rdcodec.codec``) uses the
