@@ -21,6 +21,8 @@ r' = W(x_hat_1 + r) - x_hat_1 when the file has a filter, and renders
 x_bar = x_hat_1 + (1 - beta) * r (Eq. 9), clamped to [0, 1] only at the output. A file
 without its residual layer has r = None (x_hat_1 at every beta), or with
 ``predict_residual=True`` the r of step 7 with every s symbol 0: s_hat = mu_s(y_hat).
+Weights with a machine head (``rdcodec.model.head``) render from P(x_hat_1) and
+x_hat_1 + r - P(x_hat_1) instead: the beta = 0 image is the same, beta = 1 is the head's.
 
 Files of format versions 1 to 3 were coded on a 64-pixel grid (the image padded to a multiple of
 64, so the latent is a multiple of 4 positions); the decoder reads the grid from the header
@@ -373,6 +375,9 @@ class Codec:
                 e_hat = self._s_hat(e_sym, e_mu, gains["e"][1]) if synthesize else None
                 res_str = container.join_strings(res_str, e_str)
         x_hat_1, r = self._reconstruct(y_hat, s_hat, h, w, clock, e_hat) if synthesize else (None, None)
+        if synthesize:  # with a machine head, the base image the file decodes to: P(x_hat_1)
+            with clock("synthesis"):
+                x_hat_1, r = self.m.machine_view(x_hat_1, r)
         if check and r is not None:
             with clock("decision"):
                 if not _residual_helps(an.image, x_hat_1, r):
@@ -529,6 +534,8 @@ class Codec:
                     e_hat = self._s_hat(np.zeros(e_mu.shape, np.int32), e_mu, gains["e"][1])
             notes["residual_predicted"] = True
         x_hat_1, r = self._reconstruct(y_hat, s_hat, h, w, clock, e_hat)
+        with clock("synthesis"):
+            x_hat_1, r = self.m.machine_view(x_hat_1, r)
         if flt is not None and r is not None:
             with clock("filter"):
                 r = flt.apply(x_hat_1 + r) - x_hat_1

@@ -155,14 +155,15 @@ def machine_loss(model: RDCModel, x: torch.Tensor, y: torch.Tensor, gains: Gains
 
     with ``m`` = ``share`` (:data:`MACHINE_MSE_SHARE`), ``lam`` = ``lambda(alpha)``, ``nu`` = ``nu(alpha)`` and
     ``f_ref`` the backbone's maps of the original ``x[..., :height, :width]``. Only the base
-    layer counts: the beta = 1 image ``x_hat_1`` is the one machines see.
+    layer counts: the beta = 1 image ``x_hat_1`` is the one machines see (with a machine head,
+    ``D_feat`` is on the image the file decodes to, ``P(x_hat_1)``: :mod:`rdcodec.model.head`).
     """
     with torch.autocast(y.device.type, dtype=torch.bfloat16, enabled=bf16):
         base = model.base_from_latent(y, gains["y"], gains["z"], noise=True)
     x_hat_1 = base["x_hat"].float()[..., :height, :width]
     loss = (base["bits_y"] + base["bits_z"]).sum() / (height * width)
     loss = loss + share * lam * 255.0 ** 2 * (x_hat_1 - x[..., :height, :width]).square().mean()
-    return loss + nu * feature_distance(backbone(x_hat_1), f_ref).sum()
+    return loss + nu * feature_distance(backbone(model.machine_image(x_hat_1)), f_ref).sum()
 
 
 def refine_for_machines(model: RDCModel, x: torch.Tensor, y: torch.Tensor, alpha: float, gains: Gains,

@@ -19,7 +19,9 @@ Auxiliary branch (stage II, §3.3), base frozen::
 
 With a detail latent (``ModelConfig.enhance`` = E > 0, :mod:`.detail`, not in the paper) the
 residual layer also carries ``e`` (B, E, H/8, W/8), read from the pixels, and ``rrn`` adds
-its decoded contribution ``d`` at H/8.
+its decoded contribution ``d`` at H/8. With a machine head (``ModelConfig.machine_head`` = C > 0,
+:mod:`.head`, not in the paper) the base layer decodes to ``P(x_hat_1)`` and ``r`` is re-expressed
+against it, so that Eq. 9's beta = 0 image stays ``x_hat_1 + r`` (:func:`.head.machine_view`).
 
 Training uses additive uniform noise for the rate terms and straight-through rounding for
 the values fed forward ("mixed" quantization). Coding (``rdcodec.codec``) uses the
@@ -41,6 +43,7 @@ from .context import CheckerboardContext, PhasedContext
 from .detail import DetailAnalysis, DetailPrior, DetailSynthesis
 from .fastpath import bf16_default, coding_copy
 from .gain import LAMBDAS, GainUnit
+from .head import MachineHead, apply_even, machine_view
 from .residual import ResidualPrior, ResidualReconstruction, ScalableTransform
 from .transforms import AnalysisTransform, HyperAnalysis, HyperSynthesis, SynthesisTransform
 
@@ -70,6 +73,9 @@ class ModelConfig:
     # Channels E of the residual layer's detail latent at H/8 (0 = the paper's layer: only the
     # quantization error of y). A decoder field, :mod:`.detail`.
     enhance: int = 0
+    # Channels C of the machine head on x_hat_1 (0 = the paper's base image). A decoder field: it
+    # changes the beta = 1 image, not the beta = 0 one (:mod:`.head`).
+    machine_head: int = 0
 
     def __post_init__(self) -> None:
         if self.context not in CONTEXTS:
@@ -116,6 +122,11 @@ class RDCModel(nn.Module):
             self.detail_prior = DetailPrior(M, E)
             self.detail_s = DetailSynthesis(E, self.rrn.up[0].out_channels)
             self.gain_e = GainUnit(E, init)  # as y's: the step shrinks with the distortion weight
+        self.head = MachineHead(config.machine_head) if config.machine_head else None
+
+    def machine_image(self, x_hat_1: torch.Tensor) -> torch.Tensor:
+        """The base layer's image as decoded: ``P(x_hat_1)`` with a machine head, else ``x_hat_1``."""
+        return x_hat_1 if self.head is None else apply_even(self.head, x_hat_1)
 
     # ------------------------------------------------------------------ training
     def base_lambda(self, idx: torch.Tensor) -> torch.Tensor:
@@ -266,6 +277,8 @@ class CodingModel:
             self.detail_a = coding_copy(self.model.detail_a, bf16=bf16)
             self.detail_s = coding_copy(self.model.detail_s, bf16=bf16)
             self.detail_prior64 = _cpu_double_copy(model.detail_prior)
+        # the machine head (:mod:`.head`): pixels only, like the big transforms
+        self.head = coding_copy(self.model.head, bf16=bf16) if model.head is not None else None
 
     def gains(self, alpha: float) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Interpolated (gain, inverse gain) of y, z and s (and e, with a detail latent) for
@@ -325,6 +338,13 @@ class CodingModel:
         W/8) -> ``D_a(x, x_hat_1, f1) * G_e`` (1, E, H/8, W/8), float32 on the CPU."""
         with torch.no_grad():
             return (self.detail_a(x, x_hat_1, f1).float() * gain_e).cpu()
+
+    def machine_view(self, x_hat_1: torch.Tensor,
+                     r: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Decoder: Eq. 9's ``(x_hat_1, r)`` (1, 3, H, W) -> the pair the file renders from:
+        ``(P(x_hat_1), x_hat_1 + r - P(x_hat_1))`` with a machine head (:func:`.head.machine_view`),
+        unchanged without one."""
+        return (x_hat_1, r) if self.head is None else machine_view(self.head, x_hat_1, r)
 
     def detail(self, e_hat: torch.Tensor) -> torch.Tensor:
         """Decoder: ``e_hat`` (1, E, h, w) -> ``D_s(e_hat)``, the residual reconstruction's H/8 input."""

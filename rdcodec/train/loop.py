@@ -20,6 +20,10 @@ machines`` is the amortized form of the encoder's refinement for machines
 with ``D_feat`` on the backbone and the base layer's image, the rate and MSE those of both layers
 (:func:`machine_loss`), ``mu`` and ``nu`` by default the refinement's (``MACHINE_MSE_SHARE``,
 ``FEATURE_WEIGHTS``) and no contrastive term.
+Stage ``head`` (not in the paper, :mod:`rdcodec.model.head`): everything frozen but the machine
+head ``P`` on the base image, loss ``D_feat(P(x_hat_1), x) + w * MSE(P(x_hat_1), x) + lambda_local *
+255^2 * D_local`` with ``D_feat`` on the backbone and ``w`` = ``--head-mse``: the base layer's image
+for vision networks at no cost in bits, the beta = 0 image unchanged.
 Stage ``context`` (not in the paper, :mod:`.context`): everything frozen but the context model (and
 with ``--hyper-lr`` the hyper path), loss the rate of ``y`` (plus ``z``) on cached latents, ``alpha``
 drawn continuously.
@@ -37,6 +41,8 @@ resumed still ends its schedule on time. Checkpoints (``last.pt``) are written e
     python -m rdcodec.train --stage cognition --init runs/base/last.pt --out runs/cog
     python -m rdcodec.train --stage residual --init runs/cog/last.pt --out runs/res
     python -m rdcodec.train --stage encoder --context space-channel --init weights/rdc-v19.safetensors --out runs/enc
+    python -m rdcodec.train --stage head --machine-head 48 --context space-channel \
+        --init weights/rdc-v22.safetensors --out runs/head
     python -m rdcodec.train --stage context --context checkerboard --init weights/rdc-v7b.safetensors --out runs/ctx
     python -m rdcodec.train --config scripts/configs/v3-cognition.toml
 """
@@ -62,7 +68,10 @@ from .monitor import load_eval_images, quick_eval
 BASE_PREFIXES = ("g_a.", "g_s.", "h_a.", "h_s.", "gain_y.", "gain_z.", "entropy_z.", "gaussian.", "context.",
                  "channel_context.")
 
-STAGES = ("base", "cognition", "residual", "context", "encoder")
+STAGES = ("base", "cognition", "residual", "context", "encoder", "head")
+
+#: What stage ``head`` trains (:mod:`rdcodec.model.head`); no other stage does.
+HEAD_PREFIXES = ("head.",)
 OBJECTIVES = ("rd", "cognition", "machines")  # stage encoder's losses
 
 #: Longest wall time one step may add to the budget clock: a run paused with SIGSTOP (to time a
@@ -93,7 +102,8 @@ def model_config(args: dict) -> ModelConfig:
                        encoder_blocks=args.get("encoder_blocks", ModelConfig.encoder_blocks),
                        synthesis_blocks=args.get("synthesis_blocks", ModelConfig.synthesis_blocks),
                        context=args.get("context", ModelConfig.context),
-                       enhance=args.get("enhance", ModelConfig.enhance))
+                       enhance=args.get("enhance", ModelConfig.enhance),
+                       machine_head=args.get("machine_head", ModelConfig.machine_head))
 
 
 #: The detail latent's tensors (:mod:`rdcodec.model.detail`), new like refinement blocks.
@@ -244,6 +254,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--enhance", type=int, default=ModelConfig.enhance,
                     help="channels of the residual layer's detail latent at H/8 (0 = the paper's layer; "
                     "rdcodec/model/detail.py). Its decoder starts at zero, so a residual stage warm-starts exactly")
+    ap.add_argument("--machine-head", type=int, default=ModelConfig.machine_head,
+                    help="channels of the machine head on the base image (0 = none; rdcodec/model/head.py). "
+                    "It starts as the identity; stage head trains it alone")
+    ap.add_argument("--head-mse", type=float, default=50.0,
+                    help="stage head: weight w of MSE(P(x_hat_1), x) (values in [0, 1]) beside D_feat")
     ap.add_argument("--encoder-blocks", type=int, default=ModelConfig.encoder_blocks,
                     help="refinement blocks at H/4 and H/8 of g_a (0 = the paper's; new blocks start as the "
                     "identity). Encoder only: export with --decoder, and files decode with that decoder")
@@ -316,6 +331,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         if given:
             ap.error(f"{' and '.join(given)} only apply to --stage cognition (or encoder with --objective "
                      f"cognition or machines), not {args.stage}")
+    if args.stage == "head" and args.machine_head <= 0:
+        ap.error("--stage head trains the machine head: give it channels with --machine-head C")
     if args.objective == "machines":  # unset weights: the refinement for machines' own
         from ..refine import FEATURE_WEIGHTS, MACHINE_MSE_SHARE
 
@@ -417,16 +434,17 @@ def main(argv=None) -> None:
         from .cognition import DEFAULT_BACKBONE, ContrastiveLoss, local_mse
 
         contrastive = ContrastiveLoss(args.backbone or DEFAULT_BACKBONE, args.queue, args.tau)
-    elif args.objective == "machines":
+    elif args.objective == "machines" or args.stage == "head":
         from ..vision.features import FeatureBackbone
-        from .cognition import DEFAULT_BACKBONE
+        from .cognition import DEFAULT_BACKBONE, local_mse
 
         backbone = FeatureBackbone.load(args.backbone or DEFAULT_BACKBONE)
     if args.stage in ("base", "cognition"):
         params = [p for n, p in model.named_parameters() if is_base_param(n) and not n.endswith("quantiles")]
     else:
-        trains = (lambda n: n.startswith(ENCODER_PREFIXES)) if args.stage == "encoder" else (
-            lambda n: not is_base_param(n))
+        trains = {"encoder": lambda n: n.startswith(ENCODER_PREFIXES),
+                  "head": lambda n: n.startswith(HEAD_PREFIXES)}.get(
+            args.stage, lambda n: not is_base_param(n) and not n.startswith(HEAD_PREFIXES))
         for n, p in model.named_parameters():
             p.requires_grad_(trains(n))
         params = [p for p in model.parameters() if p.requires_grad]
@@ -474,6 +492,10 @@ def main(argv=None) -> None:
                 o = model.forward_base(x, idx)
                 x_hat, bpp = o["x_hat"].float(), (o["bits_y"] + o["bits_z"]) / pixels
                 lam = model.base_lambda(idx)
+            elif args.stage == "head":  # the frozen base's image through the head
+                with torch.no_grad():
+                    x_hat_1 = model.forward_base(x, idx)["x_hat"].float()
+                x_hat, bpp, lam = model.head(x_hat_1).float(), torch.zeros(len(x)), None
             elif args.stage == "encoder":  # gradients through the frozen decoder into g_a and h_a
                 base = model.forward_base(x, idx)
                 gains_e = model.gain_e.at_levels(idx) if model.config.enhance else None
@@ -488,13 +510,15 @@ def main(argv=None) -> None:
             if backbone is not None:  # on the base layer's image, the one machines see
                 with torch.no_grad():
                     f_ref = backbone(x)
-                feat = feature_distance(backbone(o["x_hat_1"].float()), f_ref)
+                feat = feature_distance(backbone(x_hat if args.stage == "head" else o["x_hat_1"].float()), f_ref)
             elif use_features:
                 c, feat = contrastive.with_features(x, x_hat, gen)
             elif contrastive is not None:
                 c = contrastive(x, x_hat, gen)
         mse = (x_hat - x).pow(2).flatten(1).mean(1)
-        if backbone is not None:  # rdcodec.refine.machine_loss, per sample at level idx
+        if args.stage == "head":
+            loss = feat + args.head_mse * mse + args.lambda_local * 255 ** 2 * local_mse(x, x_hat)
+        elif backbone is not None:  # rdcodec.refine.machine_loss, per sample at level idx
             loss = machine_loss(bpp, mse, feat, idx, lam, args.mse_anchor, args.feature_weight)
         elif contrastive is not None:
             loss = cognition_loss(bpp, c, local_mse(x, x_hat), mse, idx, lam, args.mse_anchor, args.lambda_local,

@@ -10,6 +10,7 @@ Kodak images on two cores) and log beside the losses:
 
 ``psnr_b1`` is x̂1 (β = 1, base layer only); ``bpp_res``/``psnr_b0`` add the residual layer
 (β = 0, Eq. 9) and are reported in stage ``residual`` only, where that branch is trained.
+A model with a machine head (:mod:`rdcodec.model.head`) also reports ``psnr_m``, of ``P(x̂1)``.
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ def quick_eval(model: RDCModel, images: list[torch.Tensor], levels=DEFAULT_LEVEL
     """
     was_training = model.training
     model.eval()
-    keys = ["bpp", "psnr_b1"] + (["bpp_res", "psnr_b0"] if residual else [])
+    keys = (["bpp", "psnr_b1"] + (["bpp_res", "psnr_b0"] if residual else [])
+            + (["psnr_m"] if model.head is not None else []))
     sums = {k: [0.0] * len(levels) for k in keys}
     try:
         idx = torch.tensor(list(levels))
@@ -73,6 +75,8 @@ def quick_eval(model: RDCModel, images: list[torch.Tensor], levels=DEFAULT_LEVEL
             for j in range(len(levels)):
                 sums["bpp"][j] += float(base_bits[j]) / pixels
                 sums["psnr_b1"][j] += _psnr(x_hat_1[j], x[j])
+                if model.head is not None:
+                    sums["psnr_m"][j] += _psnr(model.machine_image(x_hat_1[j:j + 1])[0], x[j])
                 if residual:
                     sums["bpp_res"][j] += float(o["bits_s"][j]) / pixels
                     sums["psnr_b0"][j] += _psnr(x_hat_1[j] + o["r"][j], x[j])

@@ -1,0 +1,89 @@
+"""The machine head: the base layer's image for vision networks (not in the paper).
+
+Stage I (paper Eq. 7) trains ``g_s`` on rate, the contrastive ``C`` and, here, an MSE anchor, so
+``x_hat_1`` is a compromise the rate term also pulls on: runs 18-26 (``docs/training.md``) moved
+that loss and the encoder and each landed on the same accuracy-rate curve, where from
+alpha = 0.5 up the beta = 0 image served the classifiers as well as ``x_hat_1`` or better. The
+machine head is a small network on ``x_hat_1``'s pixels, trained alone with everything else
+frozen (stage ``head``, :mod:`rdcodec.train.loop`) on the feature distance ``D_feat`` of the
+MobileNetV1 extractor (:mod:`rdcodec.vision.features`) and a weak MSE anchor. It costs no bits:
+
+    x_hat_1^m = P(x_hat_1) = x_hat_1 + S(U(B(D(x_hat_1))))          (B, 3, H, W)
+
+with ``D`` a space-to-depth by 2 (12 channels at H/2) and a 3x3 convolution to ``C`` channels,
+``B`` a few :class:`~.transforms.RefineBlock` s, ``U`` a 3x3 convolution back to 12 channels
+and ``S`` the depth-to-space; ``U`` starts at zero, so a fresh head is the identity.
+
+With a head the base layer decodes to ``x_hat_1^m`` and the residual is re-expressed against
+it, so that the beta = 0 image (what eyes get) is unchanged bit for bit:
+
+    r^m   = (x_hat_1 + r) - x_hat_1^m
+    x_bar = x_hat_1^m + (1 - beta) r^m  =  beta x_hat_1^m + (1 - beta) (x_hat_1 + r)   (Eq. 9)
+
+(:func:`machine_view`). A file without a residual layer decodes to ``x_hat_1^m`` at every
+beta. The head reads 2 + 2 x (blocks + 1) positions at H/2 around each output pixel pair
+(:data:`HALO` pixels suffice), so large images run it in stripes (:func:`apply_in_stripes`).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .transforms import RefineBlock
+
+#: Rows of context a stripe of :func:`apply_in_stripes` takes from each side (even, and more than
+#: the head's reach of 2 * (2 + 2 * blocks) pixels for up to 6 blocks).
+HALO = 32
+
+#: Rows per stripe of :func:`apply_in_stripes` (even).
+STRIPE = 256
+
+
+class MachineHead(nn.Module):
+    """``x_hat_1`` (B, 3, H, W), H and W even -> ``x_hat_1^m`` (B, 3, H, W)."""
+
+    def __init__(self, channels: int, blocks: int = 3) -> None:
+        super().__init__()
+        self.inp = nn.Conv2d(12, channels, 3, padding=1)
+        self.body = nn.Sequential(*[RefineBlock(channels) for _ in range(blocks)])
+        self.out = nn.Conv2d(channels, 12, 3, padding=1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x_hat_1: torch.Tensor) -> torch.Tensor:
+        h = self.body(F.leaky_relu(self.inp(F.pixel_unshuffle(x_hat_1, 2)), inplace=True))
+        return x_hat_1 + F.pixel_shuffle(self.out(F.leaky_relu(h)), 2).to(x_hat_1.dtype)
+
+
+def apply_even(head: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``head`` on (B, 3, H, W) of any size: odd sides are padded by one replicated row or column
+    (space-to-depth needs even ones) and the output is cropped back."""
+    h, w = x.shape[-2:]
+    padded = F.pad(x, (0, w % 2, 0, h % 2), mode="replicate") if (h % 2 or w % 2) else x
+    return head(padded)[..., :h, :w]
+
+
+def apply_in_stripes(head: nn.Module, x: torch.Tensor, stripe: int = STRIPE, halo: int = HALO) -> torch.Tensor:
+    """``apply_even(head, x)`` computed on horizontal stripes of ``stripe`` rows with ``halo`` rows
+    of context each side: the same result (up to float summation order) in memory that grows
+    with the width only."""
+    h = x.shape[-2]
+    if h <= stripe + 2 * halo:
+        return apply_even(head, x)
+    out = torch.empty_like(x)
+    for top in range(0, h, stripe):
+        lo, hi = max(0, top - halo), min(h, top + stripe + halo)
+        part = apply_even(head, x[..., lo:hi, :])
+        out[..., top:min(h, top + stripe), :] = part[..., top - lo:top - lo + min(stripe, h - top), :]
+    return out
+
+
+def machine_view(head: nn.Module, x_hat_1: torch.Tensor,
+                 r: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(x_hat_1, r)`` of Eq. 9 -> ``(x_hat_1^m, r^m)``: the head's base image and the residual
+    that still reaches ``x_hat_1 + r`` at beta = 0 (None stays None)."""
+    with torch.no_grad():
+        x_m = apply_in_stripes(head, x_hat_1).float()
+    return x_m, (None if r is None else (x_hat_1 + r) - x_m)

@@ -1,0 +1,139 @@
+"""The machine head (rdcodec/model/head.py): identity start, stripes, Eq. 9 with the head, files.
+
+The coded model is the shipped one with a head whose last convolution does not start at zero
+(random, scaled down), exported as full weights to a temporary folder, so that every path that
+renders the base image shows whether the head ran.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rdcodec import weights as weights_mod
+from rdcodec.bitstream import container
+from rdcodec.codec import Codec
+from rdcodec.model.head import MachineHead, apply_even, apply_in_stripes, machine_view
+from rdcodec.model.rdc import CodingModel, ModelConfig, RDCModel
+from rdcodec.train import loop
+
+from .conftest import EXAMPLE, psnr
+
+C = 8
+BACKBONE = Path(__file__).resolve().parent.parent / "weights" / "mobilenet-v1-embedding.safetensors"
+
+
+def _busy_head(head: MachineHead, seed: int = 0) -> MachineHead:
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        head.out.weight.normal_(0, 0.02)
+        for block in head.body:
+            block.body[-1].weight.normal_(0, 0.05)
+    return head.eval()
+
+
+def _head_model() -> RDCModel:
+    base, _, _ = weights_mod.load(None)
+    model = RDCModel(ModelConfig(**{**base.config.to_dict(), "machine_head": C}))
+    missing = loop.load_matching(model, base.state_dict())
+    assert missing and all(k.startswith(loop.HEAD_PREFIXES) for k in missing)
+    _busy_head(model.head)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def hcodec(tmp_path_factory):
+    path = tmp_path_factory.mktemp("w") / "head.safetensors"
+    weights_mod.export(_head_model(), path)
+    model, z_pmf, info = weights_mod.load(path)
+    assert model.config.machine_head == C
+    return Codec(CodingModel(model, z_pmf), info.weights_id, info.name)
+
+
+def test_a_fresh_head_is_the_identity():
+    x = torch.rand(2, 3, 32, 48)
+    with torch.no_grad():
+        assert torch.equal(MachineHead(C)(x), x)
+
+
+def test_stripes_and_odd_sizes_give_the_whole_image_result():
+    head = _busy_head(MachineHead(C))
+    x = torch.rand(1, 3, 301, 97)  # odd sides, and more rows than one stripe plus its halos
+    with torch.no_grad():
+        whole = apply_even(head, x)
+        striped = apply_in_stripes(head, x, stripe=64, halo=32)
+    assert whole.shape == x.shape and not torch.equal(whole, x)
+    torch.testing.assert_close(striped, whole, rtol=0, atol=1e-5)
+
+
+def test_machine_view_keeps_the_beta_0_image():
+    head = _busy_head(MachineHead(C))
+    x1, r = torch.rand(1, 3, 64, 64), 0.1 * torch.randn(1, 3, 64, 64)
+    xm, rm = machine_view(head, x1, r)
+    with torch.no_grad():
+        assert torch.equal(xm, head(x1))
+    torch.testing.assert_close(xm + rm, x1 + r, rtol=0, atol=1e-6)
+    assert machine_view(head, x1, None)[1] is None
+
+
+def test_files_are_the_same_bytes_and_only_beta_1_moves(hcodec, codec, crop):
+    """The head costs no bits: with the same weights id the file is the plain model's byte for
+    byte, beta = 0 decodes to the same image, and beta = 1 is the head's image."""
+    plain = Codec(codec.m, hcodec.weights_id)  # the shipped weights, writing the head weights' id
+    c, p = hcodec.compress(crop, 0.6), plain.compress(crop, 0.6)
+    assert c.data == p.data
+    recon, notes = hcodec.decompress(c.data)
+    assert notes == {}
+    for beta in (0.0, 0.5, 1.0):  # the encoder's reconstruction is the decoder's
+        assert np.array_equal(recon.render(beta), c.recon.render(beta))
+    b0, p0 = recon.render(0.0).astype(int), p.recon.render(0.0).astype(int)
+    assert np.abs(b0 - p0).max() <= 1  # up to the last bit of float rounding
+    assert not np.array_equal(recon.render(1.0), p.recon.render(1.0))
+    expected = hcodec.m.head(p.recon.x_hat_1).float()
+    torch.testing.assert_close(recon.x_hat_1, expected, rtol=0, atol=1e-5)
+    assert psnr(recon.render(0.0), crop) > psnr(recon.render(1.0), crop)  # beta still moves fidelity
+
+
+def test_the_output_filter_applies_after_the_head(hcodec, crop):
+    """With the Wiener filter (fitted to the beta = 0 image) the decoder still renders what the
+    encoder did at every beta."""
+    c = hcodec.compress(crop, 0.6, output_filter=True)
+    recon, _ = hcodec.decompress(c.data)
+    for beta in (0.0, 1.0):
+        assert np.array_equal(recon.render(beta), c.recon.render(beta))
+
+
+def test_a_stripped_file_decodes_to_the_heads_image(hcodec, crop):
+    c = hcodec.compress(crop, 0.4)
+    recon, _ = hcodec.decompress(container.strip_residual(c.data))
+    assert recon.r is None
+    assert np.array_equal(recon.render(0.0), recon.render(1.0))
+    assert np.array_equal(recon.render(1.0), c.recon.render(1.0))
+
+
+def test_a_head_run_trains_only_the_head(tmp_path):
+    """Stage ``head`` moves the head's tensors and nothing else, and logs D_feat."""
+    torch.manual_seed(0)
+    init = tmp_path / "init.pt"
+    torch.save({"model": RDCModel(ModelConfig()).state_dict()}, init)
+    out = tmp_path / "run"
+    loop.main(["--stage", "head", "--machine-head", str(C), "--init", str(init), "--data", str(EXAMPLE.parent),
+               "--cache", str(tmp_path / "crops.pt"), "--n-crops", "4", "--crop", "64", "--batch", "2",
+               "--lr", "1e-3", "--budget-minutes", "0.05", "--log-every", "1", "--eval-every", "2",
+               "--eval-dir", str(EXAMPLE.parent), "--eval-images", "1", "--out", str(out), "--backbone", str(BACKBONE)])
+    before = torch.load(init, weights_only=False)["model"]
+    after = torch.load(out / "last.pt", weights_only=False)["model"]
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert any(after[k].abs().sum() > 0 for k in after if k.startswith("head.out."))  # started at zero
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    steps = [r for r in records if "loss" in r]
+    assert steps and all(r["feat"] > 0 and r["bpp"] == 0 for r in steps)
+    assert all("psnr_m" in r for r in records if r.get("event") == "eval")
+
+
+def test_stage_head_needs_a_head(capsys):
+    with pytest.raises(SystemExit) as e:
+        loop.parse_args(["--stage", "head", "--out", "o"])
+    assert e.value.code == 2 and "--machine-head" in capsys.readouterr().err
