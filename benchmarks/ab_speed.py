@@ -10,6 +10,11 @@ A weights name may end in ``:float32`` or ``:bfloat16`` to fix the precision of 
 (``docs/model.md``; by default it follows the CPU), so one run times the two forms:
 
     python benchmarks/ab_speed.py rdc-v11:float32 rdc-v11:bfloat16 --threads 2
+
+``--beta B`` adds rendering at that beta to the decode time (a machine head, ``docs/model.md``,
+runs only when a beta above 0 is rendered):
+
+    python benchmarks/ab_speed.py rdc-v22 rdc-v28 --threads 2 --beta 1
 """
 
 from __future__ import annotations
@@ -57,6 +62,8 @@ def main(argv=None) -> None:
     ap.add_argument("--reps", type=int, default=7, help="repetitions (the median is reported)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "speed")
+    ap.add_argument("--beta", type=float, default=None,
+                    help="also render at this beta within the decode time (default: decompress only)")
     args = ap.parse_args(argv)
     if not args.image.is_file():
         raise SystemExit(f"no such image: {args.image}")
@@ -75,9 +82,12 @@ def main(argv=None) -> None:
             c.compress(image, args.alpha, reconstruct=False)
             enc[w].append(time.perf_counter() - t)
             t = time.perf_counter()
-            c.decompress(data[w])
+            recon, _ = c.decompress(data[w])
+            if args.beta is not None:
+                recon.render(args.beta)
             dec[w].append(time.perf_counter() - t)
     doc = {"image": str(args.image), "alpha": args.alpha, "threads": args.threads, "reps": args.reps,
+           "render_beta": args.beta,
            "date": time.strftime("%Y-%m-%d %H:%M:%S"),
            "weights": {labels[w]: {"bytes": len(data[w]), "encode_median_s": float(np.median(enc[w])),
                                    "decode_median_s": float(np.median(dec[w])),
@@ -85,7 +95,8 @@ def main(argv=None) -> None:
                        for w in codecs}}
     args.out.mkdir(parents=True, exist_ok=True)
     threads = f"-{args.threads}t" if args.threads != 1 else ""
-    path = args.out / ("ab-" + "-".join(labels[w].replace(":", "-") for w in codecs) + threads + ".json")
+    beta = f"-beta{args.beta:g}" if args.beta is not None else ""
+    path = args.out / ("ab-" + "-".join(labels[w].replace(":", "-") for w in codecs) + threads + beta + ".json")
     path.write_text(json.dumps(doc, indent=1) + "\n")
     for name, r in doc["weights"].items():
         print(f"{name:12s} {r['bytes']:7d} B  encode {r['encode_median_s']:.3f} s  decode {r['decode_median_s']:.3f} s")

@@ -300,8 +300,10 @@ def encode(inputs: tuple[str, ...], output: str | None, alpha: float, target_bpp
               help="Decode the base layer alone when the residual layer is damaged.")
 @click.option("--predict-residual", is_flag=True,
               help="For a file without its residual layer (--no-residual, stripped or dropped): render beta < 1 "
-                   "with the residual the decoder predicts from the base layer, at no bits (Kodak, beta 0: "
-                   "+0.26 to +0.49 dB, -9.2%% BD-rate). Without it such a file gives the beta = 1 image at every beta.")
+                   "with the residual the decoder predicts from the base layer, at no bits (rdc-v22 on Kodak, beta 0: "
+                   "+0.26 to +0.49 dB over beta 1, -9.2%% BD-rate; rdc-v28's beta 1 is its machine head's image, and "
+                   "the prediction is about 0.2 dB above it, level at alpha 0). Without it such a file gives the "
+                   "beta = 1 image at every beta.")
 @_jobs
 @_verbose
 @_common

@@ -21,8 +21,8 @@ r' = W(x_hat_1 + r) - x_hat_1 when the file has a filter, and renders
 x_bar = x_hat_1 + (1 - beta) * r (Eq. 9), clamped to [0, 1] only at the output. A file
 without its residual layer has r = None (x_hat_1 at every beta), or with
 ``predict_residual=True`` the r of step 7 with every s symbol 0: s_hat = mu_s(y_hat).
-Weights with a machine head (``rdcodec.model.head``) render from P(x_hat_1) and
-x_hat_1 + r - P(x_hat_1) instead: the beta = 0 image is the same, beta = 1 is the head's.
+Weights with a machine head (``rdcodec.model.head``) render beta P(x_hat_1) + (1 - beta)(x_hat_1 + r)
+instead: the beta = 0 image is the same (and costs no more), beta = 1 is the head's.
 
 Files of format versions 1 to 3 were coded on a 64-pixel grid (the image padded to a multiple of
 64, so the latent is a multiple of 4 positions); the decoder reads the grid from the header
@@ -48,7 +48,7 @@ import math
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -81,27 +81,47 @@ DEFAULT_MAX_PIXELS = 200_000_000
 
 @dataclass
 class Reconstruction:
-    """Decoder-side tensors of one image; ``render`` applies Eq. 9."""
+    """Decoder-side tensors of one image; ``render`` applies Eq. 9.
 
-    x_hat_1: torch.Tensor          # (1, 3, H, W) float32, unclamped
+    With a machine head (``head``, :mod:`rdcodec.model.head`) the base layer's image is
+    ``P(x_hat_1)`` (:meth:`base_image`, computed on the first render above beta = 0) and
+    ``render`` gives ``beta P(x_hat_1) + (1 - beta) (x_hat_1 + r)``: at beta = 0 exactly the image
+    without a head, at no cost.
+    """
+
+    x_hat_1: torch.Tensor          # (1, 3, H, W) float32, unclamped: g_s(y_hat)
     r: torch.Tensor | None         # (1, 3, H, W) float32, or None without a residual layer
+    head: Callable[[torch.Tensor], torch.Tensor] | None = None
+    _base: torch.Tensor | None = field(default=None, repr=False)
+
+    def base_image(self) -> torch.Tensor:
+        """The image the base layer decodes to (beta = 1): ``P(x_hat_1)`` with a head, else ``x_hat_1``."""
+        if self.head is None:
+            return self.x_hat_1
+        if self._base is None:
+            self._base = self.head(self.x_hat_1)
+        return self._base
 
     def render(self, beta: float) -> np.ndarray:
         if not 0.0 <= beta <= 1.0 or math.isnan(beta):
             raise ValueError(f"beta must be in [0, 1], got {beta}")
-        x = self.x_hat_1 if self.r is None or beta == 1.0 else self.x_hat_1 + (1.0 - beta) * self.r
+        if self.head is None or (beta == 0.0 and self.r is not None):
+            x = self.x_hat_1 if self.r is None or beta == 1.0 else self.x_hat_1 + (1.0 - beta) * self.r
+        else:  # Eq. 9 with the head: x_m + (1 - beta) r_m, r_m = x_hat_1 + r - x_m
+            x_m = self.base_image()
+            x = x_m if self.r is None or beta == 1.0 else x_m + (1.0 - beta) * ((self.x_hat_1 + self.r) - x_m)
         x = x[0].clamp(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)  # in place after clamp's copy
         return x.permute(1, 2, 0).contiguous().cpu().numpy()
 
 
-def _residual_helps(image: np.ndarray, x_hat_1: torch.Tensor, r: torch.Tensor) -> bool:
+def _residual_helps(image: np.ndarray, x_hat_1: torch.Tensor, r: torch.Tensor, head=None) -> bool:
     """Encoder-side layer decision: keep the residual layer only if beta = 0 beats beta = 1 (MSE, uint8).
 
     The residual branch is trained on average; on a few images at high rates it makes things
     worse (rdc-v2 on kodim02 at alpha >= 0.8: 23.8 dB at beta = 0 against 30.7 dB at beta = 1).
     The decoder needs no signal: the file simply has no residual layer.
     """
-    rec = Reconstruction(x_hat_1, r)
+    rec = Reconstruction(x_hat_1, r, head)
     err = [_squared_error(rec.render(b), image) for b in (0.0, 1.0)]
     return bool(err[0] < err[1])
 
@@ -211,6 +231,10 @@ class Codec:
     def _e_model(self, y_hat: torch.Tensor):
         """The detail latent's model (:mod:`rdcodec.model.detail`), like :meth:`_s_model`."""
         return self._gaussian_model(self.m.e_params(y_hat))
+
+    def _head(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """What a :class:`Reconstruction` renders the base image with: the machine head, if any."""
+        return self.m.machine_image if self.m.has_head else None
 
     def _reconstruct(self, y_hat: torch.Tensor, s_hat: torch.Tensor | None, h: int, w: int,
                      clock: _Clock, e_hat: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -375,12 +399,9 @@ class Codec:
                 e_hat = self._s_hat(e_sym, e_mu, gains["e"][1]) if synthesize else None
                 res_str = container.join_strings(res_str, e_str)
         x_hat_1, r = self._reconstruct(y_hat, s_hat, h, w, clock, e_hat) if synthesize else (None, None)
-        if synthesize:  # with a machine head, the base image the file decodes to: P(x_hat_1)
-            with clock("synthesis"):
-                x_hat_1, r = self.m.machine_view(x_hat_1, r)
         if check and r is not None:
             with clock("decision"):
-                if not _residual_helps(an.image, x_hat_1, r):
+                if not _residual_helps(an.image, x_hat_1, r, self._head()):
                     res_str, r, s_sym, e_sym = None, None, None, None  # a residual that hurts is not worth its bytes
         flt = None
         if fit and r is not None:
@@ -401,7 +422,7 @@ class Codec:
                 est["s"] = _gaussian_bits(model, torch.from_numpy(s_sym).float(), s_scales)
                 if e_sym is not None:
                     est["e"] = _gaussian_bits(model, torch.from_numpy(e_sym).float(), e_scales)
-        return Compressed(data, Reconstruction(x_hat_1, r) if reconstruct else None, est)
+        return Compressed(data, Reconstruction(x_hat_1, r, self._head()) if reconstruct else None, est)
 
     def compress_to_size(self, image: np.ndarray, max_bytes: int, residual: bool = True,
                          tolerance: float = 0.02, check_residual: bool = False,
@@ -534,12 +555,10 @@ class Codec:
                     e_hat = self._s_hat(np.zeros(e_mu.shape, np.int32), e_mu, gains["e"][1])
             notes["residual_predicted"] = True
         x_hat_1, r = self._reconstruct(y_hat, s_hat, h, w, clock, e_hat)
-        with clock("synthesis"):
-            x_hat_1, r = self.m.machine_view(x_hat_1, r)
         if flt is not None and r is not None:
             with clock("filter"):
                 r = flt.apply(x_hat_1 + r) - x_hat_1
-        return Reconstruction(x_hat_1, r), notes
+        return Reconstruction(x_hat_1, r, self._head()), notes
 
 
 def _tiled(h: int, w: int) -> bool:

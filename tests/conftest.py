@@ -45,6 +45,15 @@ def codec():
 
 
 @pytest.fixture(scope="session")
+def codec22():
+    """rdc-v22: rdc-v19's decoder without a machine head, the weights of the committed golden files
+    (they carry rdc-v19's id) and of the measurements that predate the head."""
+    from rdcodec.api import get_codec
+
+    return get_codec("rdc-v22")
+
+
+@pytest.fixture(scope="session")
 def codec32():
     """The default weights with the transforms in float32 everywhere (``codec`` uses bfloat16
     for their inner layers on CPUs that have it natively)."""

@@ -14,8 +14,8 @@ import torch
 
 from rdcodec import weights as weights_mod
 from rdcodec.bitstream import container
-from rdcodec.codec import Codec
-from rdcodec.model.head import MachineHead, apply_even, apply_in_stripes, machine_view
+from rdcodec.codec import Codec, Reconstruction
+from rdcodec.model.head import MachineHead, apply_even, apply_in_stripes
 from rdcodec.model.rdc import CodingModel, ModelConfig, RDCModel
 from rdcodec.train import loop
 
@@ -69,14 +69,29 @@ def test_stripes_and_odd_sizes_give_the_whole_image_result():
     torch.testing.assert_close(striped, whole, rtol=0, atol=1e-5)
 
 
-def test_machine_view_keeps_the_beta_0_image():
+def test_rendering_with_a_head_keeps_the_beta_0_image_and_runs_it_only_above_0():
+    """Eq. 9 with the head: beta P(x_hat_1) + (1 - beta)(x_hat_1 + r). beta = 0 is the image
+    without a head to the bit, and the head runs once, on the first render above beta = 0."""
     head = _busy_head(MachineHead(C))
+    calls = []
+
+    def counted(x):
+        calls.append(1)
+        with torch.no_grad():
+            return head(x)
+
     x1, r = torch.rand(1, 3, 64, 64), 0.1 * torch.randn(1, 3, 64, 64)
-    xm, rm = machine_view(head, x1, r)
+    plain, with_head = Reconstruction(x1, r), Reconstruction(x1, r, counted)
+    assert np.array_equal(with_head.render(0.0), plain.render(0.0)) and not calls
     with torch.no_grad():
-        assert torch.equal(xm, head(x1))
-    torch.testing.assert_close(xm + rm, x1 + r, rtol=0, atol=1e-6)
-    assert machine_view(head, x1, None)[1] is None
+        xm = head(x1)
+    expected = (0.5 * xm + 0.5 * (x1 + r))[0].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
+    assert np.abs(with_head.render(0.5).astype(int) - expected.astype(int)).max() <= 1
+    assert np.array_equal(with_head.render(1.0), Reconstruction(xm, None).render(1.0))
+    assert len(calls) == 1
+    assert not np.array_equal(with_head.render(1.0), plain.render(1.0))
+    base_only = Reconstruction(x1, None, counted)  # no residual: the head's image at every beta
+    assert np.array_equal(base_only.render(0.0), base_only.render(1.0))
 
 
 def test_files_are_the_same_bytes_and_only_beta_1_moves(hcodec, crop):
@@ -90,11 +105,10 @@ def test_files_are_the_same_bytes_and_only_beta_1_moves(hcodec, crop):
     assert notes == {}
     for beta in (0.0, 0.5, 1.0):  # the encoder's reconstruction is the decoder's
         assert np.array_equal(recon.render(beta), c.recon.render(beta))
-    b0, p0 = recon.render(0.0).astype(int), p.recon.render(0.0).astype(int)
-    assert np.abs(b0 - p0).max() <= 1  # up to the last bit of float rounding
+    assert np.array_equal(recon.render(0.0), p.recon.render(0.0))
     assert not np.array_equal(recon.render(1.0), p.recon.render(1.0))
     expected = hcodec.m.head(p.recon.x_hat_1).float()
-    torch.testing.assert_close(recon.x_hat_1, expected, rtol=0, atol=1e-5)
+    torch.testing.assert_close(recon.base_image(), expected, rtol=0, atol=1e-5)
     assert psnr(recon.render(0.0), crop) > psnr(recon.render(1.0), crop)  # beta still moves fidelity
 
 

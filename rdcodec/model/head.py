@@ -20,9 +20,11 @@ it, so that the beta = 0 image (what eyes get) is unchanged bit for bit:
     r^m   = (x_hat_1 + r) - x_hat_1^m
     x_bar = x_hat_1^m + (1 - beta) r^m  =  beta x_hat_1^m + (1 - beta) (x_hat_1 + r)   (Eq. 9)
 
-(:func:`machine_view`). A file without a residual layer decodes to ``x_hat_1^m`` at every
-beta. The head reads 2 + 2 x (blocks + 1) positions at H/2 around each output pixel pair
-(:data:`HALO` pixels suffice), so large images run it in stripes (:func:`apply_in_stripes`).
+(``rdcodec.codec.Reconstruction.render``, which runs the head only for a beta above 0: the
+default beta = 0 decode costs what it did without a head). A file without a residual layer
+decodes to ``x_hat_1^m`` at every beta. The head reads 2 + 2 x blocks positions at H/2 around each
+output position (17 pixels with 3 blocks; :data:`HALO` suffices), so tall images run it in stripes
+(:func:`apply_in_stripes`).
 """
 
 from __future__ import annotations
@@ -78,12 +80,3 @@ def apply_in_stripes(head: nn.Module, x: torch.Tensor, stripe: int = STRIPE, hal
         part = apply_even(head, x[..., lo:hi, :])
         out[..., top:min(h, top + stripe), :] = part[..., top - lo:top - lo + min(stripe, h - top), :]
     return out
-
-
-def machine_view(head: nn.Module, x_hat_1: torch.Tensor,
-                 r: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``(x_hat_1, r)`` of Eq. 9 -> ``(x_hat_1^m, r^m)``: the head's base image and the residual
-    that still reaches ``x_hat_1 + r`` at beta = 0 (None stays None)."""
-    with torch.no_grad():
-        x_m = apply_in_stripes(head, x_hat_1).float()
-    return x_m, (None if r is None else (x_hat_1 + r) - x_m)

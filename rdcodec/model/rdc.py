@@ -21,7 +21,7 @@ With a detail latent (``ModelConfig.enhance`` = E > 0, :mod:`.detail`, not in th
 residual layer also carries ``e`` (B, E, H/8, W/8), read from the pixels, and ``rrn`` adds
 its decoded contribution ``d`` at H/8. With a machine head (``ModelConfig.machine_head`` = C > 0,
 :mod:`.head`, not in the paper) the base layer decodes to ``P(x_hat_1)`` and ``r`` is re-expressed
-against it, so that Eq. 9's beta = 0 image stays ``x_hat_1 + r`` (:func:`.head.machine_view`).
+against it, so that Eq. 9's beta = 0 image stays ``x_hat_1 + r`` (:mod:`.head`).
 
 Training uses additive uniform noise for the rate terms and straight-through rounding for
 the values fed forward ("mixed" quantization). Coding (``rdcodec.codec``) uses the
@@ -43,7 +43,7 @@ from .context import CheckerboardContext, PhasedContext
 from .detail import DetailAnalysis, DetailPrior, DetailSynthesis
 from .fastpath import bf16_default, coding_copy
 from .gain import LAMBDAS, GainUnit
-from .head import MachineHead, apply_even, machine_view
+from .head import MachineHead, apply_even, apply_in_stripes
 from .residual import ResidualPrior, ResidualReconstruction, ScalableTransform
 from .transforms import AnalysisTransform, HyperAnalysis, HyperSynthesis, SynthesisTransform
 
@@ -339,12 +339,16 @@ class CodingModel:
         with torch.no_grad():
             return (self.detail_a(x, x_hat_1, f1).float() * gain_e).cpu()
 
-    def machine_view(self, x_hat_1: torch.Tensor,
-                     r: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Decoder: Eq. 9's ``(x_hat_1, r)`` (1, 3, H, W) -> the pair the file renders from:
-        ``(P(x_hat_1), x_hat_1 + r - P(x_hat_1))`` with a machine head (:func:`.head.machine_view`),
-        unchanged without one."""
-        return (x_hat_1, r) if self.head is None else machine_view(self.head, x_hat_1, r)
+    def machine_image(self, x_hat_1: torch.Tensor) -> torch.Tensor:
+        """Decoder: ``x_hat_1`` (1, 3, H, W) -> ``P(x_hat_1)`` (float32), the image the base layer
+        decodes to with a machine head (:mod:`.head`; in stripes for tall images). Only for weights
+        with a head (:attr:`has_head`)."""
+        with torch.no_grad():
+            return apply_in_stripes(self.head, x_hat_1).float()
+
+    @property
+    def has_head(self) -> bool:
+        return self.head is not None
 
     def detail(self, e_hat: torch.Tensor) -> torch.Tensor:
         """Decoder: ``e_hat`` (1, E, h, w) -> ``D_s(e_hat)``, the residual reconstruction's H/8 input."""
