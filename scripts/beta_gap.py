@@ -6,7 +6,8 @@ bootstrap interval over images (1000 resamples, fixed seed)::
 
     python scripts/beta_gap.py rdc-v28 [--classifier mobilenet_v2_1.0_224_quant]
 
-Writes ``benchmarks/results/imagenet/protocolA/beta_gap-<name>.json``.
+Writes ``benchmarks/results/imagenet/protocolA/beta_gap/<name>.json`` (a folder of its own: the
+report reads every JSON at the top of ``protocolA`` as a curve).
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ def main(argv=None) -> None:
     ap.add_argument("--classifier", default=HEADLINE)
     args = ap.parse_args(argv)
     table = beta_table(read_records(args.folder), args.name, args.classifier)
-    (args.folder / f"beta_gap-{args.name}.json").write_text(json.dumps(table, indent=1) + "\n")
+    (args.folder / "beta_gap").mkdir(exist_ok=True)
+    (args.folder / "beta_gap" / f"{args.name}.json").write_text(json.dumps(table, indent=1) + "\n")
     print(f"{args.name}, {table['images']} images, {args.classifier} top-1 (%)")
     print("alpha  bpp(b=1)  " + "  ".join(f"b={b:>4}" for b in table["top1"]) + "   beta1-beta0 [95%]")
     for i, a in enumerate(table["alphas"]):
