@@ -95,6 +95,19 @@ def shared() -> Path:
     return SHARED
 
 
+def exported_codec(model, folder: Path, name: str):
+    """A codec on ``model`` as users get it: exported as full weights (float16 safetensors) into
+    ``folder`` and loaded back."""
+    from rdcodec import weights
+    from rdcodec.codec import Codec
+    from rdcodec.model.rdc import CodingModel
+
+    path = folder / f"{name}.safetensors"
+    weights.export(model, path)
+    loaded, z_pmf, info = weights.load(path)
+    return Codec(CodingModel(loaded, z_pmf), info.weights_id, info.name)
+
+
 def check_context_coding(codec, plain, image, alpha) -> None:
     """A context model's coding is exact, its real bytes follow its own model (estimate within
     2% + 64 bytes), and its latent string differs from the model without it (``plain``)."""

@@ -11,13 +11,12 @@ import torch
 
 from rdcodec import weights as weights_mod
 from rdcodec.bitstream import container
-from rdcodec.codec import Codec
 from rdcodec.errors import CorruptError
 from rdcodec.model import tiling
-from rdcodec.model.rdc import CodingModel, ModelConfig, RDCModel
+from rdcodec.model.rdc import ModelConfig, RDCModel
 from rdcodec.train.loop import load_matching
 
-from .conftest import load_script, psnr
+from .conftest import exported_codec, load_script, psnr
 
 E = 8
 
@@ -36,11 +35,9 @@ def _detail_model(seed: int = 0) -> RDCModel:
 
 @pytest.fixture(scope="module")
 def dcodec(tmp_path_factory):
-    path = tmp_path_factory.mktemp("w") / "detail.safetensors"
-    weights_mod.export(_detail_model(), path)
-    model, z_pmf, info = weights_mod.load(path)
-    assert model.config.enhance == E
-    return Codec(CodingModel(model, z_pmf), info.weights_id, info.name)
+    codec = exported_codec(_detail_model(), tmp_path_factory.mktemp("w"), "detail")
+    assert codec.m.model.config.enhance == E
+    return codec
 
 
 def test_zero_started_decoder_keeps_the_residual_branch():

@@ -19,7 +19,7 @@ from rdcodec.model.head import MachineHead, apply_even, apply_in_stripes
 from rdcodec.model.rdc import CodingModel, ModelConfig, RDCModel
 from rdcodec.train import loop
 
-from .conftest import EXAMPLE, psnr
+from .conftest import EXAMPLE, exported_codec, psnr
 
 C = 8
 PLAIN = "rdc-v22"  # shipped weights without a head
@@ -46,11 +46,9 @@ def _head_model() -> RDCModel:
 
 @pytest.fixture(scope="module")
 def hcodec(tmp_path_factory):
-    path = tmp_path_factory.mktemp("w") / "head.safetensors"
-    weights_mod.export(_head_model(), path)
-    model, z_pmf, info = weights_mod.load(path)
-    assert model.config.machine_head == C
-    return Codec(CodingModel(model, z_pmf), info.weights_id, info.name)
+    codec = exported_codec(_head_model(), tmp_path_factory.mktemp("w"), "head")
+    assert codec.m.model.config.machine_head == C
+    return codec
 
 
 def test_a_fresh_head_is_the_identity():
