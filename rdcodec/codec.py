@@ -44,6 +44,7 @@ filter);
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -232,9 +233,10 @@ class Codec:
         """The detail latent's model (:mod:`rdcodec.model.detail`), like :meth:`_s_model`."""
         return self._gaussian_model(self.m.e_params(y_hat))
 
-    def _head(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
-        """What a :class:`Reconstruction` renders the base image with: the machine head, if any."""
-        return self.m.machine_image if self.m.has_head else None
+    def _head(self, alpha: float) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """What a :class:`Reconstruction` of a file at ``alpha`` renders the base image with: the
+        machine head, if any."""
+        return functools.partial(self.m.machine_image, alpha=alpha) if self.m.has_head else None
 
     def _reconstruct(self, y_hat: torch.Tensor, s_hat: torch.Tensor | None, h: int, w: int,
                      clock: _Clock, e_hat: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -371,6 +373,7 @@ class Codec:
 
         with clock("hyper"):
             gains = self.m.gains(alpha_q / container.ALPHA_STEPS)
+            p_head = self._head(alpha_q / container.ALPHA_STEPS)
             (gy, igy), (gz, igz), (gs, igs) = gains["y"], gains["z"], gains["s"]
             yg = y * gy
             z_sym = torch.round(model.h_a(yg) * gz).clamp_(-Z_RANGE, Z_RANGE).cpu().to(torch.int32)
@@ -401,7 +404,7 @@ class Codec:
         x_hat_1, r = self._reconstruct(y_hat, s_hat, h, w, clock, e_hat) if synthesize else (None, None)
         if check and r is not None:
             with clock("decision"):
-                if not _residual_helps(an.image, x_hat_1, r, self._head()):
+                if not _residual_helps(an.image, x_hat_1, r, p_head):
                     res_str, r, s_sym, e_sym = None, None, None, None  # a residual that hurts is not worth its bytes
         flt = None
         if fit and r is not None:
@@ -422,7 +425,7 @@ class Codec:
                 est["s"] = _gaussian_bits(model, torch.from_numpy(s_sym).float(), s_scales)
                 if e_sym is not None:
                     est["e"] = _gaussian_bits(model, torch.from_numpy(e_sym).float(), e_scales)
-        return Compressed(data, Reconstruction(x_hat_1, r, self._head()) if reconstruct else None, est)
+        return Compressed(data, Reconstruction(x_hat_1, r, p_head) if reconstruct else None, est)
 
     def compress_to_size(self, image: np.ndarray, max_bytes: int, residual: bool = True,
                          tolerance: float = 0.02, check_residual: bool = False,
@@ -558,7 +561,7 @@ class Codec:
         if flt is not None and r is not None:
             with clock("filter"):
                 r = flt.apply(x_hat_1 + r) - x_hat_1
-        return Reconstruction(x_hat_1, r, self._head()), notes
+        return Reconstruction(x_hat_1, r, self._head(head.alpha)), notes
 
 
 def _tiled(h: int, w: int) -> bool:

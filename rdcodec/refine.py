@@ -145,8 +145,8 @@ def refine_latent(model: RDCModel, x: torch.Tensor, y: torch.Tensor, alpha: floa
     return latent.detach().contiguous()
 
 
-def machine_loss(model: RDCModel, x: torch.Tensor, y: torch.Tensor, gains: Gains, lam: float, nu: float,
-                 backbone: FeatureBackbone, f_ref: list[torch.Tensor], height: int, width: int,
+def machine_loss(model: RDCModel, x: torch.Tensor, y: torch.Tensor, alpha: float, gains: Gains, lam: float,
+                 nu: float, backbone: FeatureBackbone, f_ref: list[torch.Tensor], height: int, width: int,
                  bf16: bool = False, share: float = MACHINE_MSE_SHARE) -> torch.Tensor:
     """The loss of :func:`refine_for_machines` for the latent ``y`` (1, M, h, w) of a padded image
     ``x`` (1, 3, Hp, Wp) whose top-left ``height x width`` pixels are the image::
@@ -156,14 +156,14 @@ def machine_loss(model: RDCModel, x: torch.Tensor, y: torch.Tensor, gains: Gains
     with ``m`` = ``share`` (:data:`MACHINE_MSE_SHARE`), ``lam`` = ``lambda(alpha)``, ``nu`` = ``nu(alpha)`` and
     ``f_ref`` the backbone's maps of the original ``x[..., :height, :width]``. Only the base
     layer counts: the beta = 1 image ``x_hat_1`` is the one machines see (with a machine head,
-    ``D_feat`` is on the image the file decodes to, ``P(x_hat_1)``: :mod:`rdcodec.model.head`).
+    ``D_feat`` is on the image the file decodes to, ``P(x_hat_1; alpha)``: :mod:`rdcodec.model.head`).
     """
     with torch.autocast(y.device.type, dtype=torch.bfloat16, enabled=bf16):
         base = model.base_from_latent(y, gains["y"], gains["z"], noise=True)
     x_hat_1 = base["x_hat"].float()[..., :height, :width]
     loss = (base["bits_y"] + base["bits_z"]).sum() / (height * width)
     loss = loss + share * lam * 255.0 ** 2 * (x_hat_1 - x[..., :height, :width]).square().mean()
-    return loss + nu * feature_distance(backbone(model.machine_image(x_hat_1)), f_ref).sum()
+    return loss + nu * feature_distance(backbone(model.machine_image(x_hat_1, alpha)), f_ref).sum()
 
 
 def refine_for_machines(model: RDCModel, x: torch.Tensor, y: torch.Tensor, alpha: float, gains: Gains,
@@ -186,5 +186,5 @@ def refine_for_machines(model: RDCModel, x: torch.Tensor, y: torch.Tensor, alpha
     lam = distortion_weight(model, alpha)
     nu = per_level(FEATURE_WEIGHTS, alpha) if nu is None else nu
     return refine_latent(model, x, y, alpha, gains, steps, height, width, lr, bf16=bf16, progress=progress,
-                         objective=lambda y_: machine_loss(model, x, y_, gains, lam, nu, backbone, f_ref,
+                         objective=lambda y_: machine_loss(model, x, y_, alpha, gains, lam, nu, backbone, f_ref,
                                                            height, width, bf16, share))

@@ -35,12 +35,22 @@ def _busy_head(head: MachineHead, seed: int = 0) -> MachineHead:
     return head.eval()
 
 
-def _head_model() -> RDCModel:
+def _busy_gains(head: MachineHead, seed: int = 0) -> MachineHead:
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        head.log_gain_in.normal_(0, 0.5)
+        head.log_gain_out.normal_(0, 0.5)
+    return head
+
+
+def _head_model(head_gains: bool = False) -> RDCModel:
     base, _, _ = weights_mod.load(PLAIN)
-    model = RDCModel(ModelConfig(**{**base.config.to_dict(), "machine_head": C}))
+    model = RDCModel(ModelConfig(**{**base.config.to_dict(), "machine_head": C, "head_gains": head_gains}))
     missing = loop.load_matching(model, base.state_dict())
     assert missing and all(k.startswith(loop.HEAD_PREFIXES) for k in missing)
     _busy_head(model.head)
+    if head_gains:
+        _busy_gains(model.head)
     return model.eval()
 
 
@@ -57,14 +67,46 @@ def test_a_fresh_head_is_the_identity():
         assert torch.equal(MachineHead(C)(x), x)
 
 
+def test_a_conditioned_head_starts_as_the_plain_head_and_interpolates_its_gains():
+    """Unit gains give the same head without them at every alpha; alpha = n / 5 uses level n's
+    gains, and alpha between two levels their geometric mean (paper Eq. 3's interpolation)."""
+    plain = _busy_head(MachineHead(C))
+    cond = MachineHead(C, levels=6)
+    cond.load_state_dict(plain.state_dict(), strict=False)
+    cond.eval()
+    x = torch.rand(2, 3, 32, 48)
+    with torch.no_grad():
+        for a in (0.0, 0.37, 1.0):
+            assert torch.equal(cond(x, torch.tensor([a, a])), plain(x))
+        _busy_gains(cond)
+        outs = {a: cond(x, torch.tensor([a])) for a in (0.2, 0.3, 0.4)}
+        assert not torch.allclose(outs[0.2], outs[0.4], atol=1e-4)
+        mid = MachineHead(C, levels=6)
+        mid.load_state_dict(cond.state_dict())
+        mid.log_gain_in[:] = (cond.log_gain_in[1] + cond.log_gain_in[2]) / 2
+        mid.log_gain_out[:] = (cond.log_gain_out[1] + cond.log_gain_out[2]) / 2
+        torch.testing.assert_close(mid.eval()(x, torch.tensor([0.0])), outs[0.3], rtol=0, atol=1e-5)
+        per_sample = cond(x, torch.tensor([0.2, 0.4]))  # one alpha per image of a batch
+        torch.testing.assert_close(per_sample[1:], cond(x[1:], torch.tensor([0.4])), rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="alpha"):
+        cond(x)
+
+
 def test_stripes_and_odd_sizes_give_the_whole_image_result():
     head = _busy_head(MachineHead(C))
     x = torch.rand(1, 3, 301, 97)  # odd sides, and more rows than one stripe plus its halos
     with torch.no_grad():
         whole = apply_even(head, x)
         striped = apply_in_stripes(head, x, stripe=64, halo=32)
+        cond = _busy_gains(MachineHead(C, levels=6))
+        cond.load_state_dict(head.state_dict(), strict=False)
+        alpha = torch.tensor([0.55])
+        cond_striped = apply_in_stripes(cond.eval(), x, alpha, stripe=64, halo=32)
+        cond_whole = apply_even(cond, x, alpha)
     assert whole.shape == x.shape and not torch.equal(whole, x)
     torch.testing.assert_close(striped, whole, rtol=0, atol=1e-5)
+    assert not torch.allclose(cond_whole, whole, atol=1e-4)
+    torch.testing.assert_close(cond_striped, cond_whole, rtol=0, atol=1e-5)
 
 
 def test_rendering_with_a_head_keeps_the_beta_0_image_and_runs_it_only_above_0():
@@ -110,6 +152,27 @@ def test_files_are_the_same_bytes_and_only_beta_1_moves(hcodec, crop):
     assert psnr(recon.render(0.0), crop) > psnr(recon.render(1.0), crop)  # beta still moves fidelity
 
 
+def test_a_conditioned_head_renders_at_the_files_alpha(tmp_path, crop):
+    """Weights with head gains: the decoder renders P(x_hat_1; alpha) at the alpha in the header
+    (as the encoder did), the bytes and the beta = 0 image are still the plain model's."""
+    codec = exported_codec(_head_model(head_gains=True), tmp_path, "head-gains")
+    assert codec.m.model.head.conditioned
+    model, z_pmf, _ = weights_mod.load(PLAIN)
+    plain = Codec(CodingModel(model, z_pmf), codec.weights_id)
+    for alpha in (0.3, 0.7):
+        c, p = codec.compress(crop, alpha), plain.compress(crop, alpha)
+        assert c.data == p.data
+        recon, _ = codec.decompress(c.data)
+        assert np.array_equal(recon.render(1.0), c.recon.render(1.0))
+        assert np.array_equal(recon.render(0.0), p.recon.render(0.0))
+        a = container.parse_header(c.data).alpha
+        with torch.no_grad():
+            expected = codec.m.head(p.recon.x_hat_1, torch.tensor([a])).float()
+            unit = codec.m.head(p.recon.x_hat_1, torch.tensor([0.0 if alpha > 0.5 else 1.0])).float()
+        torch.testing.assert_close(recon.base_image(), expected, rtol=0, atol=1e-5)
+        assert not torch.allclose(recon.base_image(), unit, atol=1e-3)  # another alpha's gains differ
+
+
 def test_the_output_filter_applies_after_the_head(hcodec, crop):
     """With the Wiener filter (fitted to the beta = 0 image) the decoder still renders what the
     encoder did at every beta."""
@@ -127,8 +190,10 @@ def test_a_stripped_file_decodes_to_the_heads_image(hcodec, crop):
     assert np.array_equal(recon.render(1.0), c.recon.render(1.0))
 
 
-def test_a_head_run_trains_only_the_head(tmp_path):
-    """Stage ``head`` moves the head's tensors and nothing else, and logs D_feat."""
+@pytest.mark.parametrize("extra", [[], ["--head-gains", "--head-balance"]])
+def test_a_head_run_trains_only_the_head(tmp_path, extra):
+    """Stage ``head`` moves the head's tensors and nothing else, and logs D_feat; with
+    ``--head-gains`` the per-level gains train too."""
     torch.manual_seed(0)
     init = tmp_path / "init.pt"
     torch.save({"model": RDCModel(ModelConfig()).state_dict()}, init)
@@ -136,11 +201,15 @@ def test_a_head_run_trains_only_the_head(tmp_path):
     loop.main(["--stage", "head", "--machine-head", str(C), "--init", str(init), "--data", str(EXAMPLE.parent),
                "--cache", str(tmp_path / "crops.pt"), "--n-crops", "4", "--crop", "64", "--batch", "2",
                "--lr", "1e-3", "--budget-minutes", "0.05", "--log-every", "1", "--eval-every", "2",
-               "--eval-dir", str(EXAMPLE.parent), "--eval-images", "1", "--out", str(out), "--backbone", str(BACKBONE)])
+               "--eval-dir", str(EXAMPLE.parent), "--eval-images", "1", "--out", str(out), "--backbone", str(BACKBONE),
+               *extra])
     before = torch.load(init, weights_only=False)["model"]
     after = torch.load(out / "last.pt", weights_only=False)["model"]
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert any(after[k].abs().sum() > 0 for k in after if k.startswith("head.out."))  # started at zero
+    assert ("head.log_gain_out" in after) == bool(extra)
+    if extra:  # the gains start at 1 (logs 0) and move
+        assert after["head.log_gain_out"].abs().sum() > 0
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     steps = [r for r in records if "loss" in r]
     assert steps and all(r["feat"] > 0 and r["bpp"] == 0 for r in steps)
@@ -151,3 +220,14 @@ def test_stage_head_needs_a_head(capsys):
     with pytest.raises(SystemExit) as e:
         loop.parse_args(["--stage", "head", "--out", "o"])
     assert e.value.code == 2 and "--machine-head" in capsys.readouterr().err
+
+
+def test_level_balance_weighs_each_levels_relative_loss_alike():
+    balance = loop.LevelBalance(3, decay=0.5)
+    idx = torch.tensor([0, 0, 2, 2])
+    loss = torch.tensor([4.0, 4.0, 1.0, 1.0])  # level 0's loss is 4x level 2's; level 1 unseen
+    w = balance(loss, idx)
+    torch.testing.assert_close(w * loss, torch.full((4,), 2.5))
+    assert not w.requires_grad
+    w = balance(torch.tensor([2.0, 2.0, 1.0, 1.0]), idx)  # running means: 3 and 1
+    torch.testing.assert_close(w, torch.tensor([2 / 3, 2 / 3, 2.0, 2.0]))

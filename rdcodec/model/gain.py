@@ -34,6 +34,17 @@ def alpha_to_position(alpha: float, levels: int = len(LAMBDAS)) -> tuple[int, fl
     return s, 1.0 - (t - s)
 
 
+def interpolate_logs(logs: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """Log-domain interpolation of per-level vectors ``logs`` (L, C) at per-sample ``alpha`` (B,)
+    in [0, 1] -> (B, C), differentiable: ``l * logs[s] + (1 - l) * logs[s + 1]`` with ``s, l`` of
+    :func:`alpha_to_position` (at ``alpha = n / (L - 1)`` exactly ``logs[n]``)."""
+    levels = logs.shape[0]
+    t = alpha.to(logs) * (levels - 1)
+    s = t.floor().clamp(max=levels - 2).long()
+    l = (1.0 - (t - s))[:, None]
+    return l * logs[s] + (1.0 - l) * logs[s + 1]
+
+
 class GainUnit(nn.Module):
     """``levels`` gain/inverse-gain vector pairs over ``channels`` channels.
 
@@ -61,14 +72,8 @@ class GainUnit(nn.Module):
     def at_alphas(self, alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Training form of :meth:`at_alpha`: per-sample ``alpha`` (B,) in [0, 1] -> two (B, C, 1, 1),
         differentiable, on the parameters' device and dtype."""
-        t = alpha.to(self.log_gain) * (self.levels - 1)
-        s = t.floor().clamp(max=self.levels - 2).long()
-        l = (1.0 - (t - s))[:, None]
-
-        def interp(logs: torch.Tensor) -> torch.Tensor:
-            return (l * logs[s] + (1.0 - l) * logs[s + 1]).exp()[:, :, None, None]
-
-        return interp(self.log_gain), interp(self.log_inv_gain)
+        return (interpolate_logs(self.log_gain, alpha).exp()[:, :, None, None],
+                interpolate_logs(self.log_inv_gain, alpha).exp()[:, :, None, None])
 
     def at_alpha(self, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
         """Interpolated vectors for a continuous ``alpha`` -> two float32 (1, C, 1, 1).

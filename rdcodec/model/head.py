@@ -25,6 +25,10 @@ default beta = 0 decode costs what it did without a head). A file without a resi
 decodes to ``x_hat_1^m`` at every beta. The head reads 2 + 2 x blocks positions at H/2 around each
 output position (17 pixels with 3 blocks; :data:`HALO` suffices), so tall images run it in stripes
 (:func:`apply_in_stripes`).
+
+A head with ``levels`` (``ModelConfig.head_gains``) is conditioned on alpha by per-level channel
+gains, interpolated like the gain units' (:class:`MachineHead`); the decoder reads alpha from the
+file's header.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .gain import interpolate_logs
 from .transforms import RefineBlock
 
 #: Rows of context a stripe of :func:`apply_in_stripes` takes from each side (even, and more than
@@ -44,39 +49,64 @@ STRIPE = 256
 
 
 class MachineHead(nn.Module):
-    """``x_hat_1`` (B, 3, H, W), H and W even -> ``x_hat_1^m`` (B, 3, H, W)."""
+    """``x_hat_1`` (B, 3, H, W), H and W even -> ``x_hat_1^m`` (B, 3, H, W).
 
-    def __init__(self, channels: int, blocks: int = 3) -> None:
+    With ``levels`` > 0 the head is conditioned on alpha like the codec's gain units (paper Eq. 3,
+    :mod:`.gain`): per-level channel gains ``G_in`` after ``D`` and ``G_out`` before ``U``, stored as
+    logs (L, C) and interpolated exponentially between the trained levels::
+
+        P(x_hat_1; alpha) = x_hat_1 + S(U(G_out(alpha) B(G_in(alpha) D(x_hat_1))))
+
+    They start at 1, so such a head starts as the same head without them.
+    """
+
+    def __init__(self, channels: int, blocks: int = 3, levels: int = 0) -> None:
         super().__init__()
         self.inp = nn.Conv2d(12, channels, 3, padding=1)
         self.body = nn.Sequential(*[RefineBlock(channels) for _ in range(blocks)])
         self.out = nn.Conv2d(channels, 12, 3, padding=1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
+        self.log_gain_in = nn.Parameter(torch.zeros(levels, channels)) if levels else None
+        self.log_gain_out = nn.Parameter(torch.zeros(levels, channels)) if levels else None
 
-    def forward(self, x_hat_1: torch.Tensor) -> torch.Tensor:
-        h = self.body(F.leaky_relu(self.inp(F.pixel_unshuffle(x_hat_1, 2)), inplace=True))
-        return x_hat_1 + F.pixel_shuffle(self.out(F.leaky_relu(h)), 2).to(x_hat_1.dtype)
+    @property
+    def conditioned(self) -> bool:
+        """Whether the head takes alpha (per-level gains)."""
+        return self.log_gain_in is not None
+
+    def forward(self, x_hat_1: torch.Tensor, alpha: torch.Tensor | None = None) -> torch.Tensor:
+        """``alpha`` (B,) or (1,) in [0, 1]: required by a :attr:`conditioned` head, ignored otherwise."""
+        h = F.leaky_relu(self.inp(F.pixel_unshuffle(x_hat_1, 2)), inplace=True)
+        if self.conditioned:
+            if alpha is None:
+                raise ValueError("this machine head is conditioned on alpha: pass alpha")
+            h = h * interpolate_logs(self.log_gain_in, alpha).exp().to(h.dtype)[:, :, None, None]
+        h = F.leaky_relu(self.body(h))
+        if self.conditioned:
+            h = h * interpolate_logs(self.log_gain_out, alpha).exp().to(h.dtype)[:, :, None, None]
+        return x_hat_1 + F.pixel_shuffle(self.out(h), 2).to(x_hat_1.dtype)
 
 
-def apply_even(head: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``head`` on (B, 3, H, W) of any size: odd sides are padded by one replicated row or column
-    (space-to-depth needs even ones) and the output is cropped back."""
+def apply_even(head: nn.Module, x: torch.Tensor, alpha: torch.Tensor | None = None) -> torch.Tensor:
+    """``head(x, alpha)`` on (B, 3, H, W) of any size: odd sides are padded by one replicated row or
+    column (space-to-depth needs even ones) and the output is cropped back."""
     h, w = x.shape[-2:]
     padded = F.pad(x, (0, w % 2, 0, h % 2), mode="replicate") if (h % 2 or w % 2) else x
-    return head(padded)[..., :h, :w]
+    return head(padded, alpha)[..., :h, :w]
 
 
-def apply_in_stripes(head: nn.Module, x: torch.Tensor, stripe: int = STRIPE, halo: int = HALO) -> torch.Tensor:
-    """``apply_even(head, x)`` computed on horizontal stripes of ``stripe`` rows with ``halo`` rows
-    of context each side: the same result (up to float summation order) in memory that grows
+def apply_in_stripes(head: nn.Module, x: torch.Tensor, alpha: torch.Tensor | None = None,
+                     stripe: int = STRIPE, halo: int = HALO) -> torch.Tensor:
+    """``apply_even(head, x, alpha)`` computed on horizontal stripes of ``stripe`` rows with ``halo``
+    rows of context each side: the same result (up to float summation order) in memory that grows
     with the width only."""
     h = x.shape[-2]
     if h <= stripe + 2 * halo:
-        return apply_even(head, x)
+        return apply_even(head, x, alpha)
     out = torch.empty_like(x)
     for top in range(0, h, stripe):
         lo, hi = max(0, top - halo), min(h, top + stripe + halo)
-        part = apply_even(head, x[..., lo:hi, :])
+        part = apply_even(head, x[..., lo:hi, :], alpha)
         out[..., top:min(h, top + stripe), :] = part[..., top - lo:top - lo + min(stripe, h - top), :]
     return out

@@ -76,6 +76,9 @@ class ModelConfig:
     # Channels C of the machine head on x_hat_1 (0 = the paper's base image). A decoder field: it
     # changes the beta = 1 image, not the beta = 0 one (:mod:`.head`).
     machine_head: int = 0
+    # Per-level gains on the machine head's channels, interpolated in alpha like the gain units
+    # (:class:`.head.MachineHead`): a head conditioned on the rate. A decoder field.
+    head_gains: bool = False
 
     def __post_init__(self) -> None:
         if self.context not in CONTEXTS:
@@ -122,11 +125,15 @@ class RDCModel(nn.Module):
             self.detail_prior = DetailPrior(M, E)
             self.detail_s = DetailSynthesis(E, self.rrn.up[0].out_channels)
             self.gain_e = GainUnit(E, init)  # as y's: the step shrinks with the distortion weight
-        self.head = MachineHead(config.machine_head) if config.machine_head else None
+        self.head = (MachineHead(config.machine_head, levels=len(LAMBDAS) if config.head_gains else 0)
+                     if config.machine_head else None)
 
-    def machine_image(self, x_hat_1: torch.Tensor) -> torch.Tensor:
-        """The base layer's image as decoded: ``P(x_hat_1)`` with a machine head, else ``x_hat_1``."""
-        return x_hat_1 if self.head is None else apply_even(self.head, x_hat_1)
+    def machine_image(self, x_hat_1: torch.Tensor, alpha: torch.Tensor | float) -> torch.Tensor:
+        """The base layer's image as decoded: ``P(x_hat_1; alpha)`` with a machine head, else
+        ``x_hat_1``. ``alpha``: a float or per-sample (B,) (a trained level n is alpha = n / 5)."""
+        if self.head is None:
+            return x_hat_1
+        return apply_even(self.head, x_hat_1, torch.as_tensor(alpha, dtype=torch.float32).reshape(-1))
 
     # ------------------------------------------------------------------ training
     def base_lambda(self, idx: torch.Tensor) -> torch.Tensor:
@@ -339,12 +346,12 @@ class CodingModel:
         with torch.no_grad():
             return (self.detail_a(x, x_hat_1, f1).float() * gain_e).cpu()
 
-    def machine_image(self, x_hat_1: torch.Tensor) -> torch.Tensor:
-        """Decoder: ``x_hat_1`` (1, 3, H, W) -> ``P(x_hat_1)`` (float32), the image the base layer
-        decodes to with a machine head (:mod:`.head`; in stripes for tall images). Only for weights
-        with a head (:attr:`has_head`)."""
+    def machine_image(self, x_hat_1: torch.Tensor, alpha: float) -> torch.Tensor:
+        """Decoder: ``x_hat_1`` (1, 3, H, W) -> ``P(x_hat_1; alpha)`` (float32), the image the base
+        layer decodes to with a machine head (:mod:`.head`; in stripes for tall images). Only for
+        weights with a head (:attr:`has_head`)."""
         with torch.no_grad():
-            return apply_in_stripes(self.head, x_hat_1).float()
+            return apply_in_stripes(self.head, x_hat_1, torch.tensor([alpha], device=x_hat_1.device)).float()
 
     @property
     def has_head(self) -> bool:

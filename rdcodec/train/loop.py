@@ -23,7 +23,8 @@ with ``D_feat`` on the backbone and the base layer's image, the rate and MSE tho
 Stage ``head`` (not in the paper, :mod:`rdcodec.model.head`): everything frozen but the machine
 head ``P`` on the base image, loss ``D_feat(P(x_hat_1), x) + w * MSE(P(x_hat_1), x) + lambda_local *
 255^2 * D_local`` with ``D_feat`` on the backbone and ``w`` = ``--head-mse``: the base layer's image
-for vision networks at no cost in bits, the beta = 0 image unchanged.
+for vision networks at no cost in bits, the beta = 0 image unchanged. ``--head-gains`` conditions
+the head on alpha, ``--head-balance`` weighs the levels alike (:class:`LevelBalance`).
 Stage ``context`` (not in the paper, :mod:`.context`): everything frozen but the context model (and
 with ``--hyper-lr`` the hyper path), loss the rate of ``y`` (plus ``z``) on cached latents, ``alpha``
 drawn continuously.
@@ -95,6 +96,26 @@ def load_matching(model: torch.nn.Module, state: dict, keep=lambda name: True) -
     return sorted(set(own) - set(usable))
 
 
+class LevelBalance:
+    """Per-sample weights ``mean_n(m_n) / m_level`` with ``m_n`` a running mean (decay ``decay``) of
+    level ``n``'s per-sample loss: a loss whose size differs by level (``D_feat`` falls with the
+    rate) then weighs each level's relative progress alike. Weights carry no gradient."""
+
+    def __init__(self, levels: int, decay: float = 0.99) -> None:
+        self.mean = torch.full((levels,), float("nan"))
+        self.decay = decay
+
+    def __call__(self, loss: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """``loss`` (B,) at levels ``idx`` (B,) -> weights (B,); updates the running means."""
+        with torch.no_grad():
+            for n in idx.unique().tolist():
+                m = loss[idx == n].mean().float()
+                old = self.mean[n]
+                self.mean[n] = m if torch.isnan(old) else self.decay * old + (1 - self.decay) * m
+            seen = self.mean[~torch.isnan(self.mean)]
+            return (seen.mean() / self.mean[idx]).to(loss.dtype)
+
+
 def model_config(args: dict) -> ModelConfig:
     """The model options of a run's ``vars(args)`` (also what export reads back from a checkpoint)."""
     return ModelConfig(residual_lambda_factor=args.get("residual_lambda_factor", ModelConfig.residual_lambda_factor),
@@ -103,7 +124,8 @@ def model_config(args: dict) -> ModelConfig:
                        synthesis_blocks=args.get("synthesis_blocks", ModelConfig.synthesis_blocks),
                        context=args.get("context", ModelConfig.context),
                        enhance=args.get("enhance", ModelConfig.enhance),
-                       machine_head=args.get("machine_head", ModelConfig.machine_head))
+                       machine_head=args.get("machine_head", ModelConfig.machine_head),
+                       head_gains=args.get("head_gains", ModelConfig.head_gains))
 
 
 #: The detail latent's tensors (:mod:`rdcodec.model.detail`), new like refinement blocks.
@@ -259,6 +281,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "It starts as the identity; stage head trains it alone")
     ap.add_argument("--head-mse", type=float, default=50.0,
                     help="stage head: weight w of MSE(P(x_hat_1), x) (values in [0, 1]) beside D_feat")
+    ap.add_argument("--head-gains", action="store_true",
+                    help="condition the machine head on alpha: per-level channel gains, interpolated like the "
+                    "gain units (rdcodec/model/head.py). They start at 1: a head from --init keeps its output")
+    ap.add_argument("--head-balance", action="store_true",
+                    help="stage head: weigh each sample's loss by 1 / (running mean of its level's loss), so "
+                    "every level's relative progress counts alike (high rates have the smallest D_feat)")
     ap.add_argument("--encoder-blocks", type=int, default=ModelConfig.encoder_blocks,
                     help="refinement blocks at H/4 and H/8 of g_a (0 = the paper's; new blocks start as the "
                     "identity). Encoder only: export with --decoder, and files decode with that decoder")
@@ -495,7 +523,8 @@ def main(argv=None) -> None:
             elif args.stage == "head":  # the frozen base's image through the head
                 with torch.no_grad():
                     x_hat_1 = model.forward_base(x, idx)["x_hat"].float()
-                x_hat, bpp, lam = model.head(x_hat_1).float(), torch.zeros(len(x)), None
+                alpha = idx.float() / (len(LAMBDAS) - 1)
+                x_hat, bpp, lam = model.machine_image(x_hat_1, alpha).float(), torch.zeros(len(x)), None
             elif args.stage == "encoder":  # gradients through the frozen decoder into g_a and h_a
                 base = model.forward_base(x, idx)
                 gains_e = model.gain_e.at_levels(idx) if model.config.enhance else None
@@ -532,6 +561,7 @@ def main(argv=None) -> None:
         return {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "c": 0.0, **({"feat": 0.0} if use_features else {}), "n": 0}
 
     t_last, t_ckpt = time.time(), time.time()
+    balance = LevelBalance(len(LAMBDAS)) if args.stage == "head" and args.head_balance else None
     nonfinite = NonFiniteGuard()
     acc = fresh()
     while elapsed < budget and not stop["now"]:
@@ -542,7 +572,7 @@ def main(argv=None) -> None:
         idx = torch.randint(6, (args.batch,), generator=gen)
         per_sample = [sample_losses(x, i) for x, i in zip(xs, idx.split([len(x) for x in xs]))]
         loss_n, bpp, mse, c, feat = (torch.cat(t) for t in zip(*per_sample))
-        loss = loss_n.mean()
+        loss = (loss_n * balance(loss_n, idx)).mean() if balance is not None else loss_n.mean()
         if not nonfinite(optimizer_step(opt, loss, params), step):
             continue
         step += 1

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..model.rdc import RDCModel
+from ..model.rdc import LAMBDAS, RDCModel
 
 DEFAULT_LEVELS = (0, 2, 5)
 
@@ -76,7 +76,8 @@ def quick_eval(model: RDCModel, images: list[torch.Tensor], levels=DEFAULT_LEVEL
                 sums["bpp"][j] += float(base_bits[j]) / pixels
                 sums["psnr_b1"][j] += _psnr(x_hat_1[j], x[j])
                 if model.head is not None:
-                    sums["psnr_m"][j] += _psnr(model.machine_image(x_hat_1[j:j + 1])[0], x[j])
+                    alpha = levels[j] / (len(LAMBDAS) - 1)
+                    sums["psnr_m"][j] += _psnr(model.machine_image(x_hat_1[j:j + 1], alpha)[0], x[j])
                 if residual:
                     sums["bpp_res"][j] += float(o["bits_s"][j]) / pixels
                     sums["psnr_b0"][j] += _psnr(x_hat_1[j] + o["r"][j], x[j])
