@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from rdcodec.eval.bjontegaard import bd_rate  # noqa: E402
 from rdcodec.model.rdc import RDCModel  # noqa: E402
-from rdcodec.train.loop import load_matching, model_config  # noqa: E402
+from rdcodec.train.loop import load_checkpoint  # noqa: E402
 from rdcodec.train.monitor import load_eval_images  # noqa: E402
 
 
@@ -37,9 +37,7 @@ def load_model(path: str) -> RDCModel:
         from rdcodec.weights import load
 
         return load(path)[0].eval()
-    state = torch.load(path, weights_only=False)
-    model = RDCModel(model_config(state.get("args", {})))
-    missing = load_matching(model, state["model"])
+    model, _, missing = load_checkpoint(path)
     if missing:
         raise SystemExit(f"{path} lacks {len(missing)} tensors of its own model, e.g. {missing[0]}")
     return model.eval()

@@ -17,8 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import classical  # noqa: E402
 from rd import interp_log  # noqa: E402
 
-from rdcodec.model.rdc import RDCModel  # noqa: E402
-from rdcodec.train.loop import load_matching, model_config  # noqa: E402
+from rdcodec.train.loop import load_checkpoint  # noqa: E402
 from rdcodec.train.monitor import load_eval_images, quick_eval  # noqa: E402
 
 
@@ -38,9 +37,7 @@ def main() -> None:
     ap.add_argument("--residual", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(2)
-    state = torch.load(args.checkpoint, weights_only=False)
-    model = RDCModel(model_config(state.get("args", {})))
-    load_matching(model, state["model"])
+    model, state, _ = load_checkpoint(args.checkpoint)
     model.eval()
     images = load_eval_images(args.kodak, args.images)
     print(f"step {state.get('step')}")

@@ -95,6 +95,21 @@ def shared() -> Path:
     return SHARED
 
 
+def extended_model(weights_name: str | None, new_prefixes: tuple[str, ...], **fields):
+    """Shipped weights ``weights_name`` (None: the default) in a model whose config differs by
+    ``fields`` (a new module, e.g. ``enhance=E``): every tensor that fits is loaded, and the ones
+    left out must all be the new module's (names under ``new_prefixes``). Returns (model, base)."""
+    from rdcodec import weights
+    from rdcodec.model.rdc import ModelConfig, RDCModel
+    from rdcodec.train.loop import load_matching
+
+    base, _, _ = weights.load(weights_name)
+    model = RDCModel(ModelConfig(**{**base.config.to_dict(), **fields}))
+    missing = load_matching(model, base.state_dict())
+    assert missing and all(k.startswith(new_prefixes) for k in missing), missing[:3]
+    return model, base
+
+
 def exported_codec(model, folder: Path, name: str):
     """A codec on ``model`` as users get it: exported as full weights (float16 safetensors) into
     ``folder`` and loaded back."""

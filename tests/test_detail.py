@@ -9,24 +9,19 @@ import numpy as np
 import pytest
 import torch
 
-from rdcodec import weights as weights_mod
 from rdcodec.bitstream import container
 from rdcodec.errors import CorruptError
 from rdcodec.model import tiling
-from rdcodec.model.rdc import ModelConfig, RDCModel
-from rdcodec.train.loop import load_matching
+from rdcodec.model.rdc import RDCModel
 
-from .conftest import exported_codec, load_script, psnr
+from .conftest import exported_codec, extended_model, load_script, psnr
 
 E = 8
 
 
 def _detail_model(seed: int = 0) -> RDCModel:
-    base, _, _ = weights_mod.load(None)
     torch.manual_seed(seed)
-    model = RDCModel(ModelConfig(**{**base.config.to_dict(), "enhance": E}))
-    missing = load_matching(model, base.state_dict())
-    assert missing and all(k.startswith(("detail_", "gain_e.")) for k in missing)
+    model, _ = extended_model(None, ("detail_", "gain_e."), enhance=E)
     with torch.no_grad():  # a decoder that does something from the start
         last = model.detail_s.layers[-1]
         last.weight.normal_(0, 0.01)
@@ -42,9 +37,7 @@ def dcodec(tmp_path_factory):
 
 def test_zero_started_decoder_keeps_the_residual_branch():
     """A detail latent added to a trained branch starts as exactly that branch (warm start)."""
-    base, _, _ = weights_mod.load(None)
-    model = RDCModel(ModelConfig(**{**base.config.to_dict(), "enhance": E}))
-    load_matching(model, base.state_dict())
+    model, base = extended_model(None, ("detail_", "gain_e."), enhance=E)
     model.eval()
     x, idx = torch.rand(2, 3, 64, 64), torch.tensor([0, 5])
     with torch.no_grad():

@@ -19,7 +19,7 @@ from rdcodec.model.head import MachineHead, apply_even, apply_in_stripes
 from rdcodec.model.rdc import CodingModel, ModelConfig, RDCModel
 from rdcodec.train import loop
 
-from .conftest import EXAMPLE, exported_codec, psnr
+from .conftest import EXAMPLE, exported_codec, extended_model, psnr
 
 C = 8
 PLAIN = "rdc-v22"  # shipped weights without a head
@@ -44,10 +44,7 @@ def _busy_gains(head: MachineHead, seed: int = 0) -> MachineHead:
 
 
 def _head_model(head_gains: bool = False) -> RDCModel:
-    base, _, _ = weights_mod.load(PLAIN)
-    model = RDCModel(ModelConfig(**{**base.config.to_dict(), "machine_head": C, "head_gains": head_gains}))
-    missing = loop.load_matching(model, base.state_dict())
-    assert missing and all(k.startswith(loop.HEAD_PREFIXES) for k in missing)
+    model, _ = extended_model(PLAIN, loop.HEAD_PREFIXES, machine_head=C, head_gains=head_gains)
     _busy_head(model.head)
     if head_gains:
         _busy_gains(model.head)

@@ -16,12 +16,9 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
-
 from ..fileio import write_atomic
-from ..model.rdc import RDCModel
 from ..weights import export, export_encoder, resolve
-from .loop import load_matching, model_config
+from .loop import load_checkpoint
 
 WEIGHTS = Path(__file__).resolve().parents[2] / "weights"
 
@@ -34,10 +31,8 @@ def main(argv=None) -> None:
     ap.add_argument("--out-dir", default=str(WEIGHTS))
     ap.add_argument("--decoder", help="write encoder weights (g_a, h_a only) for these full weights")
     args = ap.parse_args(argv)
-    state = torch.load(args.checkpoint, weights_only=False)
     # the model as trained (a stage II run may set --residual-lambda-factor, --rrn-blocks)
-    model = RDCModel(model_config(state.get("args", {})))
-    skipped = load_matching(model, state["model"])
+    model, state, skipped = load_checkpoint(args.checkpoint)
     if skipped:
         print(f"warning: {len(skipped)} tensors not in the checkpoint keep their initial values, "
               f"e.g. {skipped[:3]}")

@@ -160,6 +160,14 @@ def save_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimiz
     tmp.replace(path)
 
 
+def load_checkpoint(path: str | Path) -> tuple[RDCModel, dict, list[str]]:
+    """A checkpoint of :func:`save_checkpoint` as the model it trained (its run's model options) ->
+    (model, the checkpoint's dict, names of the model's tensors it lacks, which keep their init)."""
+    state = torch.load(path, weights_only=False)
+    model = RDCModel(model_config(state.get("args", {})))
+    return model, state, load_matching(model, state["model"])
+
+
 def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor, params: list) -> bool:
     """One Adam step with the gradient norm clipped at 1; a non-finite loss is skipped (False)
     instead of poisoning the weights."""
