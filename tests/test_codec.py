@@ -83,9 +83,20 @@ def test_alpha_raises_the_rate_monotonically(codec, crop):
     assert all(b > a for a, b in zip(sizes, sizes[1:])), sizes
 
 
-def test_beta_moves_quality(coded, crop):
-    q = [psnr(coded.recon.render(b), crop) for b in (0.0, 0.5, 1.0)]
+def test_beta_moves_quality(codec22, crop):
+    """Eq. 9 as in the paper (weights without a machine head): x_bar = x_hat_1 + (1 - beta) r, so
+    PSNR falls with every step of beta."""
+    recon = codec22.compress(crop, 0.5).recon
+    q = [psnr(recon.render(b), crop) for b in (0.0, 0.5, 1.0)]
     assert q[0] > q[1] > q[2], q
+
+
+def test_beta_0_is_the_eyes_image_with_the_machine_head(coded, crop):
+    """With the default's machine head, Eq. 9 blends two different images, x_hat_1 + r and
+    P(x_hat_1); beta = 0 stays above beta = 1 in PSNR, but the blend can beat both ends (Kodak:
+    the mean peaks near beta = 0.25, docs/model.md), so the middle is not asserted."""
+    q = [psnr(coded.recon.render(b), crop) for b in (0.0, 1.0)]
+    assert q[0] > q[1] + 0.1, q
 
 
 def test_base_only_file_decodes(codec, crop, coded):
