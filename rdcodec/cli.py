@@ -195,7 +195,7 @@ def _machines_source(ctx: click.Context, param: click.Parameter, value: str | No
                    "pip install 'rdcodec[cognition]'). --refine steps, when not given 20 at alpha 0 and 10 from "
                    "alpha 0.2 on (about 0.12 s a step for a 224x224 image on one core). On ImageNet it raised the "
                    "top-1 of a classifier the codec never saw at beta=1 by 2.85 points at equal rate with "
-                   "rdc-v22 (docs/cognition.md); rdc-v28's plain files are 2.0 points above that.")
+                   "rdc-v22 (docs/cognition.md); the default rdc-v29's plain files are 3.4 points above that.")
 @click.option("--filter", "output_filter", is_flag=True,
               help="Fit a Wiener filter to this image's beta=0 output and write it into the residual layer "
                    "when it pays for its bytes (on Kodak about 0.25-0.37 dB more at beta=0 for 2-3% more "
@@ -301,9 +301,9 @@ def encode(inputs: tuple[str, ...], output: str | None, alpha: float, target_bpp
 @click.option("--predict-residual", is_flag=True,
               help="For a file without its residual layer (--no-residual, stripped or dropped): render beta < 1 "
                    "with the residual the decoder predicts from the base layer, at no bits (rdc-v22 on Kodak, beta 0: "
-                   "+0.26 to +0.49 dB over beta 1, -9.2%% BD-rate; rdc-v28's beta 1 is its machine head's image, and "
-                   "the prediction is about 0.2 dB above it, level at alpha 0). Without it such a file gives the "
-                   "beta = 1 image at every beta.")
+                   "+0.26 to +0.49 dB over beta 1, -9.2%% BD-rate; with rdc-v28, whose beta 1 is its machine head's "
+                   "image, the prediction is about 0.2 dB above it, level at alpha 0). Without it such a file gives "
+                   "the beta = 1 image at every beta.")
 @_jobs
 @_verbose
 @_common
