@@ -365,15 +365,16 @@ class Codec:
             with clock("analysis"):
                 an = self.analyze(image)
         alpha_q = container.quantize_alpha(alpha)
+        coded_alpha = alpha_q / container.ALPHA_STEPS  # the alpha the decoder reads from the header
         refine = refinement_steps(alpha, refine, machines)
         if refine:
             with clock("refine"):
-                an = self.refine(an, alpha_q / container.ALPHA_STEPS, refine, progress, machines)
+                an = self.refine(an, coded_alpha, refine, progress, machines)
         y, h, w = an.y, an.height, an.width
+        p_head = self._head(coded_alpha)
 
         with clock("hyper"):
-            gains = self.m.gains(alpha_q / container.ALPHA_STEPS)
-            p_head = self._head(alpha_q / container.ALPHA_STEPS)
+            gains = self.m.gains(coded_alpha)
             (gy, igy), (gz, igz), (gs, igs) = gains["y"], gains["z"], gains["s"]
             yg = y * gy
             z_sym = torch.round(model.h_a(yg) * gz).clamp_(-Z_RANGE, Z_RANGE).cpu().to(torch.int32)
