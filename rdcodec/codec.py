@@ -14,15 +14,17 @@ compress(x, alpha):
     6. y_hat = (y_sym + means) * G_y^-1                           (base layer done)
     7. s symbols = round(enc(y - y_hat) * G_s - mu_s), mu_s, sigma_s = prior(y_hat)
                                                                   -> Gaussian coder
-    8. (``output_filter=True``) W = the Wiener filter fitted to x_hat_1 + r against x, kept
+    8. (``output_filter=True``) W = the Wiener filter fitted to x_eye (below) against x, kept
        when it pays for its bytes; written before the s string (``rdcodec.wiener``)
 decompress(data, beta) runs steps 4, 6 and 7 backwards from the decoded symbols, takes
-r' = W(x_hat_1 + r) - x_hat_1 when the file has a filter, and renders
+r' = W(x_eye) - x_hat_1 when the file has a filter, and renders
 x_bar = x_hat_1 + (1 - beta) * r (Eq. 9), clamped to [0, 1] only at the output. A file
 without its residual layer has r = None (x_hat_1 at every beta), or with
 ``predict_residual=True`` the r of step 7 with every s symbol 0: s_hat = mu_s(y_hat).
-Weights with a machine head (``rdcodec.model.head``) render beta P(x_hat_1) + (1 - beta)(x_hat_1 + r)
-instead: the beta = 0 image is the same (and costs no more), beta = 1 is the head's.
+Weights with a machine head (``rdcodec.model.head``) render beta P(x_hat_1) + (1 - beta) x_eye
+instead, beta = 1 being the head's image. x_eye is x_hat_1 + r (the same beta = 0 image as without
+the head, at no more cost), or with an eye share c(alpha) (``ModelConfig.eye_share``)
+(1 - c)(x_hat_1 + r) + c P(x_hat_1); with a filter, W is fitted to and applied on x_eye.
 
 Files of format versions 1 to 3 were coded on a 64-pixel grid (the image padded to a multiple of
 64, so the latent is a multiple of 4 positions); the decoder reads the grid from the header
@@ -85,14 +87,17 @@ class Reconstruction:
     """Decoder-side tensors of one image; ``render`` applies Eq. 9.
 
     With a machine head (``head``, :mod:`rdcodec.model.head`) the base layer's image is
-    ``P(x_hat_1)`` (:meth:`base_image`, computed on the first render above beta = 0) and
-    ``render`` gives ``beta P(x_hat_1) + (1 - beta) (x_hat_1 + r)``: at beta = 0 exactly the image
-    without a head, at no cost.
+    ``P(x_hat_1)`` (:meth:`base_image`, computed on first use) and ``render`` gives
+    ``P(x_hat_1) + (1 - beta) (x_eye - P(x_hat_1))`` with :meth:`eye_image` the beta = 0 image:
+    ``x_hat_1 + r``, or ``eye(x_hat_1 + r, P(x_hat_1))`` for weights that make it from both
+    (the eye share, :meth:`rdcodec.model.rdc.CodingModel.eye_image`). Without ``eye`` the beta = 0
+    image is the one without a head, at no cost (the head runs only for a beta above 0).
     """
 
     x_hat_1: torch.Tensor          # (1, 3, H, W) float32, unclamped: g_s(y_hat)
     r: torch.Tensor | None         # (1, 3, H, W) float32, or None without a residual layer
     head: Callable[[torch.Tensor], torch.Tensor] | None = None
+    eye: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None  # (x_0, P) -> x_eye, with a head
     _base: torch.Tensor | None = field(default=None, repr=False)
 
     def base_image(self) -> torch.Tensor:
@@ -103,26 +108,43 @@ class Reconstruction:
             self._base = self.head(self.x_hat_1)
         return self._base
 
+    def eye_image(self) -> torch.Tensor:
+        """The beta = 0 image (needs ``r``): ``x_0 = x_hat_1 + r``, or ``eye(x_0, P(x_hat_1))``."""
+        if self.r is None:
+            raise ValueError("a reconstruction without its residual layer has no beta = 0 image of its own")
+        x_0 = self.x_hat_1 + self.r
+        if self.eye is None or self.head is None:
+            return x_0
+        return self.eye(x_0, self.base_image())
+
+    def filtered(self, flt: wiener.OutputFilter) -> Reconstruction:
+        """This reconstruction with the Wiener filter ``W`` on its beta = 0 image, as the residual
+        ``r' = W(x_eye) - x_hat_1`` (``eye`` is inside ``W``'s input, so it is not applied again)."""
+        return Reconstruction(self.x_hat_1, flt.apply(self.eye_image()) - self.x_hat_1, self.head, None, self._base)
+
     def render(self, beta: float) -> np.ndarray:
         if not 0.0 <= beta <= 1.0 or math.isnan(beta):
             raise ValueError(f"beta must be in [0, 1], got {beta}")
-        if self.head is None or (beta == 0.0 and self.r is not None):
-            x = self.x_hat_1 if self.r is None or beta == 1.0 else self.x_hat_1 + (1.0 - beta) * self.r
-        else:  # Eq. 9 with the head: x_m + (1 - beta) r_m, r_m = x_hat_1 + r - x_m
+        if self.r is None or beta == 1.0:
+            x = self.base_image()
+        elif beta == 0.0:
+            x = self.eye_image()
+        elif self.head is None:
+            x = self.x_hat_1 + (1.0 - beta) * self.r
+        else:  # Eq. 9 with the head: x_m + (1 - beta) r_m, r_m = x_eye - x_m
             x_m = self.base_image()
-            x = x_m if self.r is None or beta == 1.0 else x_m + (1.0 - beta) * ((self.x_hat_1 + self.r) - x_m)
+            x = x_m + (1.0 - beta) * (self.eye_image() - x_m)
         x = x[0].clamp(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)  # in place after clamp's copy
         return x.permute(1, 2, 0).contiguous().cpu().numpy()
 
 
-def _residual_helps(image: np.ndarray, x_hat_1: torch.Tensor, r: torch.Tensor, head=None) -> bool:
+def _residual_helps(image: np.ndarray, rec: Reconstruction) -> bool:
     """Encoder-side layer decision: keep the residual layer only if beta = 0 beats beta = 1 (MSE, uint8).
 
     The residual branch is trained on average; on a few images at high rates it makes things
     worse (rdc-v2 on kodim02 at alpha >= 0.8: 23.8 dB at beta = 0 against 30.7 dB at beta = 1).
     The decoder needs no signal: the file simply has no residual layer.
     """
-    rec = Reconstruction(x_hat_1, r, head)
     err = [_squared_error(rec.render(b), image) for b in (0.0, 1.0)]
     return bool(err[0] < err[1])
 
@@ -237,6 +259,12 @@ class Codec:
         """What a :class:`Reconstruction` of a file at ``alpha`` renders the base image with: the
         machine head, if any."""
         return functools.partial(self.m.machine_image, alpha=alpha) if self.m.has_head else None
+
+    def _recon(self, x_hat_1: torch.Tensor, r: torch.Tensor | None, alpha: float) -> Reconstruction:
+        """The :class:`Reconstruction` of a file at ``alpha``: with the weights' machine head and,
+        if they make the beta = 0 image from both, their ``eye_image``."""
+        eye = functools.partial(self.m.eye_image, alpha=alpha) if self.m.has_eye else None
+        return Reconstruction(x_hat_1, r, self._head(alpha), eye)
 
     def _reconstruct(self, y_hat: torch.Tensor, s_hat: torch.Tensor | None, h: int, w: int,
                      clock: _Clock, e_hat: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -371,7 +399,6 @@ class Codec:
             with clock("refine"):
                 an = self.refine(an, coded_alpha, refine, progress, machines)
         y, h, w = an.y, an.height, an.width
-        p_head = self._head(coded_alpha)
 
         with clock("hyper"):
             gains = self.m.gains(coded_alpha)
@@ -402,19 +429,20 @@ class Codec:
                 e_sym, e_mu, e_scales, e_str = self._encode_e(an, y_hat, gains["e"], clock)
                 e_hat = self._s_hat(e_sym, e_mu, gains["e"][1]) if synthesize else None
                 res_str = container.join_strings(res_str, e_str)
-        x_hat_1, r = self._reconstruct(y_hat, s_hat, h, w, clock, e_hat) if synthesize else (None, None)
-        if check and r is not None:
+        rec = self._recon(*self._reconstruct(y_hat, s_hat, h, w, clock, e_hat), coded_alpha) if synthesize else None
+        if check and rec.r is not None:
             with clock("decision"):
-                if not _residual_helps(an.image, x_hat_1, r, p_head):
-                    res_str, r, s_sym, e_sym = None, None, None, None  # a residual that hurts is not worth its bytes
+                if not _residual_helps(an.image, rec):
+                    res_str, s_sym, e_sym = None, None, None  # a residual that hurts is not worth its bytes
+                    rec = self._recon(rec.x_hat_1, None, coded_alpha)
         flt = None
-        if fit and r is not None:
+        if fit and rec.r is not None:
             with clock("filter"):
                 file_bits = 8 * (container.compact_header_size(w, h, len(base), len(res_str))
                                  + len(base) + len(res_str))
-                flt = wiener.choose(x_hat_1 + r, an.image, file_bits)
+                flt = wiener.choose(rec.eye_image(), an.image, file_bits)
                 if flt is not None and reconstruct:
-                    r = flt.apply(x_hat_1 + r) - x_hat_1  # Eq. 9 with the filtered residual
+                    rec = rec.filtered(flt)  # Eq. 9 with the filtered residual
         with clock("entropy"):
             data = container.pack(self.weights_id, w, h, alpha_q, base, res_str,
                                   flt.to_bytes() if flt is not None else None,
@@ -426,7 +454,7 @@ class Codec:
                 est["s"] = _gaussian_bits(model, torch.from_numpy(s_sym).float(), s_scales)
                 if e_sym is not None:
                     est["e"] = _gaussian_bits(model, torch.from_numpy(e_sym).float(), e_scales)
-        return Compressed(data, Reconstruction(x_hat_1, r, p_head) if reconstruct else None, est)
+        return Compressed(data, rec if reconstruct else None, est)
 
     def compress_to_size(self, image: np.ndarray, max_bytes: int, residual: bool = True,
                          tolerance: float = 0.02, check_residual: bool = False,
@@ -558,11 +586,11 @@ class Codec:
                     e_mu, _, _ = self._e_model(y_hat)
                     e_hat = self._s_hat(np.zeros(e_mu.shape, np.int32), e_mu, gains["e"][1])
             notes["residual_predicted"] = True
-        x_hat_1, r = self._reconstruct(y_hat, s_hat, h, w, clock, e_hat)
-        if flt is not None and r is not None:
+        rec = self._recon(*self._reconstruct(y_hat, s_hat, h, w, clock, e_hat), head.alpha)
+        if flt is not None and rec.r is not None:
             with clock("filter"):
-                r = flt.apply(x_hat_1 + r) - x_hat_1
-        return Reconstruction(x_hat_1, r, self._head(head.alpha)), notes
+                rec = rec.filtered(flt)
+        return rec, notes
 
 
 def _tiled(h: int, w: int) -> bool:

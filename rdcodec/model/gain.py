@@ -25,6 +25,12 @@ from torch import nn
 LAMBDAS: tuple[float, ...] = (0.0625, 0.125, 0.25, 0.5, 1.0, 2.0)
 
 
+def level_alpha(n, levels: int = len(LAMBDAS)):
+    """The alpha of trained level ``n`` (0..levels - 1; an int, or a float tensor of levels):
+    ``n / (levels - 1)``."""
+    return n / (levels - 1)
+
+
 def alpha_to_position(alpha: float, levels: int = len(LAMBDAS)) -> tuple[int, float]:
     """Map ``alpha`` to ``(s, l)``: the lower trained index and its interpolation weight."""
     if not (0.0 <= alpha <= 1.0) or math.isnan(alpha):
@@ -34,15 +40,16 @@ def alpha_to_position(alpha: float, levels: int = len(LAMBDAS)) -> tuple[int, fl
     return s, 1.0 - (t - s)
 
 
-def interpolate_logs(logs: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-    """Log-domain interpolation of per-level vectors ``logs`` (L, C) at per-sample ``alpha`` (B,)
-    in [0, 1] -> (B, C), differentiable: ``l * logs[s] + (1 - l) * logs[s + 1]`` with ``s, l`` of
-    :func:`alpha_to_position` (at ``alpha = n / (L - 1)`` exactly ``logs[n]``)."""
-    levels = logs.shape[0]
-    t = alpha.to(logs) * (levels - 1)
+def interpolate_levels(values: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """Linear interpolation of per-level vectors ``values`` (L, C) at per-sample ``alpha`` (B,)
+    in [0, 1] -> (B, C), differentiable: ``l * values[s] + (1 - l) * values[s + 1]`` with ``s, l``
+    of :func:`alpha_to_position` (at ``alpha = n / (L - 1)`` exactly ``values[n]``). On logs (the
+    gain units, the machine head's gains) it is Eq. 3's exponential interpolation."""
+    levels = values.shape[0]
+    t = alpha.to(values) * (levels - 1)
     s = t.floor().clamp(max=levels - 2).long()
     l = (1.0 - (t - s))[:, None]
-    return l * logs[s] + (1.0 - l) * logs[s + 1]
+    return l * values[s] + (1.0 - l) * values[s + 1]
 
 
 class GainUnit(nn.Module):
@@ -72,8 +79,8 @@ class GainUnit(nn.Module):
     def at_alphas(self, alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Training form of :meth:`at_alpha`: per-sample ``alpha`` (B,) in [0, 1] -> two (B, C, 1, 1),
         differentiable, on the parameters' device and dtype."""
-        return (interpolate_logs(self.log_gain, alpha).exp()[:, :, None, None],
-                interpolate_logs(self.log_inv_gain, alpha).exp()[:, :, None, None])
+        return (interpolate_levels(self.log_gain, alpha).exp()[:, :, None, None],
+                interpolate_levels(self.log_inv_gain, alpha).exp()[:, :, None, None])
 
     def at_alpha(self, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
         """Interpolated vectors for a continuous ``alpha`` -> two float32 (1, C, 1, 1).

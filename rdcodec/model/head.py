@@ -29,6 +29,15 @@ output position (17 pixels with 3 blocks; :data:`HALO` suffices), so tall images
 A head with ``levels`` (``ModelConfig.head_gains``) is conditioned on alpha by per-level channel
 gains, interpolated like the gain units' (:class:`MachineHead`); the decoder reads alpha from the
 file's header.
+
+The same network, reading ``P(x_hat_1)`` beside its input (``inputs=6``), is the **eye head**
+``E`` (``ModelConfig.eye_head``): trained on MSE alone (stage ``eye``), it makes the beta = 0 image
+from the two images the decoder has (:meth:`rdcodec.model.rdc.RDCModel.eye_image`)::
+
+    x_eye = E(x_s, P(x_hat_1)) = x_s + S(U(G_out B(G_in D(x_s, P(x_hat_1)))))
+    x_s   = x_hat_1 + r + c (P(x_hat_1) - x_hat_1 - r)          (c: the eye share, or 0)
+
+It starts as the identity too, so a fresh eye head leaves the beta = 0 image as it was.
 """
 
 from __future__ import annotations
@@ -37,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .gain import interpolate_logs
+from .gain import interpolate_levels
 from .transforms import RefineBlock
 
 #: Rows of context a stripe of :func:`apply_in_stripes` takes from each side (even, and more than
@@ -60,9 +69,9 @@ class MachineHead(nn.Module):
     They start at 1, so such a head starts as the same head without them.
     """
 
-    def __init__(self, channels: int, blocks: int = 3, levels: int = 0) -> None:
+    def __init__(self, channels: int, blocks: int = 3, levels: int = 0, inputs: int = 3) -> None:
         super().__init__()
-        self.inp = nn.Conv2d(12, channels, 3, padding=1)
+        self.inp = nn.Conv2d(4 * inputs, channels, 3, padding=1)
         self.body = nn.Sequential(*[RefineBlock(channels) for _ in range(blocks)])
         self.out = nn.Conv2d(channels, 12, 3, padding=1)
         nn.init.zeros_(self.out.weight)
@@ -75,38 +84,45 @@ class MachineHead(nn.Module):
         """Whether the head takes alpha (per-level gains)."""
         return self.log_gain_in is not None
 
-    def forward(self, x_hat_1: torch.Tensor, alpha: torch.Tensor | None = None) -> torch.Tensor:
-        """``alpha`` (B,) or (1,) in [0, 1]: required by a :attr:`conditioned` head, ignored otherwise."""
-        h = F.leaky_relu(self.inp(F.pixel_unshuffle(x_hat_1, 2)), inplace=True)
+    def forward(self, x_hat_1: torch.Tensor, alpha: torch.Tensor | None = None,
+                side: torch.Tensor | None = None) -> torch.Tensor:
+        """``alpha`` (B,) or (1,) in [0, 1]: required by a :attr:`conditioned` head, ignored otherwise.
+        ``side`` (B, inputs - 3, H, W): further images the head reads beside its input (the eye
+        head's ``P(x_hat_1)``), required when it was built with ``inputs`` > 3."""
+        u = x_hat_1 if side is None else torch.cat([x_hat_1, side.to(x_hat_1.dtype)], 1)
+        h = F.leaky_relu(self.inp(F.pixel_unshuffle(u, 2)), inplace=True)
         if self.conditioned:
             if alpha is None:
                 raise ValueError("this machine head is conditioned on alpha: pass alpha")
-            h = h * interpolate_logs(self.log_gain_in, alpha).exp().to(h.dtype)[:, :, None, None]
+            h = h * interpolate_levels(self.log_gain_in, alpha).exp().to(h.dtype)[:, :, None, None]
         h = F.leaky_relu(self.body(h))
         if self.conditioned:
-            h = h * interpolate_logs(self.log_gain_out, alpha).exp().to(h.dtype)[:, :, None, None]
+            h = h * interpolate_levels(self.log_gain_out, alpha).exp().to(h.dtype)[:, :, None, None]
         return x_hat_1 + F.pixel_shuffle(self.out(h), 2).to(x_hat_1.dtype)
 
 
-def apply_even(head: nn.Module, x: torch.Tensor, alpha: torch.Tensor | None = None) -> torch.Tensor:
-    """``head(x, alpha)`` on (B, 3, H, W) of any size: odd sides are padded by one replicated row or
-    column (space-to-depth needs even ones) and the output is cropped back."""
+def apply_even(head: nn.Module, x: torch.Tensor, alpha: torch.Tensor | None = None,
+               side: torch.Tensor | None = None) -> torch.Tensor:
+    """``head(x, alpha, side)`` on (B, 3, H, W) of any size: odd sides are padded by one replicated
+    row or column (space-to-depth needs even ones) and the output is cropped back."""
     h, w = x.shape[-2:]
-    padded = F.pad(x, (0, w % 2, 0, h % 2), mode="replicate") if (h % 2 or w % 2) else x
-    return head(padded, alpha)[..., :h, :w]
+    if h % 2 or w % 2:
+        x = F.pad(x, (0, w % 2, 0, h % 2), mode="replicate")
+        side = None if side is None else F.pad(side, (0, w % 2, 0, h % 2), mode="replicate")
+    return (head(x, alpha) if side is None else head(x, alpha, side))[..., :h, :w]
 
 
 def apply_in_stripes(head: nn.Module, x: torch.Tensor, alpha: torch.Tensor | None = None,
-                     stripe: int = STRIPE, halo: int = HALO) -> torch.Tensor:
-    """``apply_even(head, x, alpha)`` computed on horizontal stripes of ``stripe`` rows with ``halo``
-    rows of context each side: the same result (up to float summation order) in memory that grows
-    with the width only."""
+                     side: torch.Tensor | None = None, stripe: int = STRIPE, halo: int = HALO) -> torch.Tensor:
+    """``apply_even(head, x, alpha, side)`` computed on horizontal stripes of ``stripe`` rows with
+    ``halo`` rows of context each side: the same result (up to float summation order) in memory
+    that grows with the width only."""
     h = x.shape[-2]
     if h <= stripe + 2 * halo:
-        return apply_even(head, x, alpha)
+        return apply_even(head, x, alpha, side)
     out = torch.empty_like(x)
     for top in range(0, h, stripe):
         lo, hi = max(0, top - halo), min(h, top + stripe + halo)
-        part = apply_even(head, x[..., lo:hi, :], alpha)
+        part = apply_even(head, x[..., lo:hi, :], alpha, None if side is None else side[..., lo:hi, :])
         out[..., top:min(h, top + stripe), :] = part[..., top - lo:top - lo + min(stripe, h - top), :]
     return out

@@ -21,7 +21,11 @@ With a detail latent (``ModelConfig.enhance`` = E > 0, :mod:`.detail`, not in th
 residual layer also carries ``e`` (B, E, H/8, W/8), read from the pixels, and ``rrn`` adds
 its decoded contribution ``d`` at H/8. With a machine head (``ModelConfig.machine_head`` = C > 0,
 :mod:`.head`, not in the paper) the base layer decodes to ``P(x_hat_1)`` and ``r`` is re-expressed
-against it, so that Eq. 9's beta = 0 image stays ``x_hat_1 + r`` (:mod:`.head`).
+against it, so that Eq. 9's beta = 0 image stays ``x_hat_1 + r`` (:mod:`.head`). With an eye share
+(``ModelConfig.eye_share``) the beta = 0 image takes a fitted share ``c(alpha)`` of ``P(x_hat_1)``,
+and an eye head ``E`` (``ModelConfig.eye_head``) refines that from both images::
+
+    x_eye = E((1 - c) (x_hat_1 + r) + c P(x_hat_1), P(x_hat_1)),    x_bar = P + (1 - beta) (x_eye - P)
 
 Training uses additive uniform noise for the rate terms and straight-through rounding for
 the values fed forward ("mixed" quantization). Coding (``rdcodec.codec``) uses the
@@ -42,7 +46,7 @@ from .channel import ChannelContext, PhasedChannelContext, rounding_code, run_pa
 from .context import CheckerboardContext, PhasedContext
 from .detail import DetailAnalysis, DetailPrior, DetailSynthesis
 from .fastpath import bf16_default, coding_copy
-from .gain import LAMBDAS, GainUnit
+from .gain import LAMBDAS, GainUnit, interpolate_levels
 from .head import MachineHead, apply_even, apply_in_stripes
 from .residual import ResidualPrior, ResidualReconstruction, ScalableTransform
 from .transforms import AnalysisTransform, HyperAnalysis, HyperSynthesis, SynthesisTransform
@@ -79,10 +83,21 @@ class ModelConfig:
     # Per-level gains on the machine head's channels, interpolated in alpha like the gain units
     # (:class:`.head.MachineHead`): a head conditioned on the rate. A decoder field.
     head_gains: bool = False
+    # Per-level, per-colour shares c of the machine head's image in the beta = 0 image,
+    # ``(1 - c)(x_hat_1 + r) + c P(x_hat_1)``, fitted by least squares (:mod:`rdcodec.train.eye_share`).
+    # A decoder field; needs a machine head.
+    eye_share: bool = False
+    # Channels C of the eye head: a network that makes the beta = 0 image from x_hat_1 + r (with
+    # the eye share) and P(x_hat_1), trained on MSE (stage eye; :mod:`.head`). A decoder field;
+    # needs a machine head.
+    eye_head: int = 0
 
     def __post_init__(self) -> None:
         if self.context not in CONTEXTS:
             raise ValueError(f"context must be one of {', '.join(CONTEXTS)}, not {self.context!r}")
+        if (self.eye_share or self.eye_head) and not self.machine_head:
+            raise ValueError("eye_share and eye_head take the machine head's image into beta = 0: "
+                             "they need machine_head > 0")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -127,6 +142,10 @@ class RDCModel(nn.Module):
             self.gain_e = GainUnit(E, init)  # as y's: the step shrinks with the distortion weight
         self.head = (MachineHead(config.machine_head, levels=len(LAMBDAS) if config.head_gains else 0)
                      if config.machine_head else None)
+        # c_n (L, 3): the share of P(x_hat_1) in the beta = 0 image at level n (0: the paper's x_hat_1 + r)
+        self.eye_share = nn.Parameter(torch.zeros(len(LAMBDAS), 3)) if config.eye_share else None
+        self.eye_head = (MachineHead(config.eye_head, levels=len(LAMBDAS), inputs=6)
+                         if config.eye_head else None)
 
     def machine_image(self, x_hat_1: torch.Tensor, alpha: torch.Tensor | float) -> torch.Tensor:
         """The base layer's image as decoded: ``P(x_hat_1; alpha)`` with a machine head, else
@@ -134,6 +153,18 @@ class RDCModel(nn.Module):
         if self.head is None:
             return x_hat_1
         return apply_even(self.head, x_hat_1, torch.as_tensor(alpha, dtype=torch.float32).reshape(-1))
+
+    def eye_image(self, x_0: torch.Tensor, x_m: torch.Tensor, alpha: torch.Tensor | float) -> torch.Tensor:
+        """The beta = 0 image from ``x_0 = x_hat_1 + r`` and ``x_m = P(x_hat_1)`` (B, 3, H, W):
+        ``x_s = x_0 + c(alpha) (x_m - x_0)`` with the eye share, then ``E(x_s, x_m)`` with the eye
+        head (:mod:`.head`); ``x_0`` for weights with neither. ``alpha`` as in :meth:`machine_image`."""
+        alpha = torch.as_tensor(alpha, dtype=torch.float32).reshape(-1)
+        x = x_0
+        if self.eye_share is not None:
+            x = x + interpolate_levels(self.eye_share, alpha)[:, :, None, None].to(x.dtype) * (x_m - x)
+        if self.eye_head is not None:
+            x = apply_even(self.eye_head, x, alpha, x_m)
+        return x
 
     # ------------------------------------------------------------------ training
     def base_lambda(self, idx: torch.Tensor) -> torch.Tensor:
@@ -286,6 +317,7 @@ class CodingModel:
             self.detail_prior64 = _cpu_double_copy(model.detail_prior)
         # the machine head (:mod:`.head`): pixels only, like the big transforms
         self.head = coding_copy(self.model.head, bf16=bf16) if model.head is not None else None
+        self.eye_head = coding_copy(self.model.eye_head, bf16=bf16) if model.eye_head is not None else None
 
     def gains(self, alpha: float) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Interpolated (gain, inverse gain) of y, z and s (and e, with a detail latent) for
@@ -352,6 +384,31 @@ class CodingModel:
         weights with a head (:attr:`has_head`)."""
         with torch.no_grad():
             return apply_in_stripes(self.head, x_hat_1, torch.tensor([alpha], device=x_hat_1.device)).float()
+
+    def eye_share(self, alpha: float) -> torch.Tensor | None:
+        """The share ``c(alpha)`` of ``P(x_hat_1)`` in the beta = 0 image, (1, 3, 1, 1) float32 on the
+        device, linear in alpha between the fitted levels; None for weights without one."""
+        share = self.model.eye_share
+        if share is None:
+            return None
+        c = interpolate_levels(share.detach().float(), torch.tensor([alpha], dtype=torch.float32))
+        return c.reshape(1, 3, 1, 1).to(self.device)
+
+    def eye_image(self, x_0: torch.Tensor, x_m: torch.Tensor, alpha: float) -> torch.Tensor:
+        """Decoder: the beta = 0 image from ``x_0 = x_hat_1 + r`` and ``x_m = P(x_hat_1)`` (both
+        (1, 3, H, W)), as :meth:`RDCModel.eye_image` (the eye head in stripes for tall images).
+        Only where :attr:`has_eye`."""
+        share = self.eye_share(alpha)
+        x = x_0 if share is None else x_0 + share * (x_m - x_0)
+        if self.eye_head is None:
+            return x
+        with torch.no_grad():
+            return apply_in_stripes(self.eye_head, x, torch.tensor([alpha], device=x.device), x_m).float()
+
+    @property
+    def has_eye(self) -> bool:
+        """Whether the beta = 0 image takes the machine head's image in (:meth:`eye_image`)."""
+        return self.model.eye_share is not None or self.eye_head is not None
 
     @property
     def has_head(self) -> bool:

@@ -44,13 +44,20 @@ def main(argv=None) -> None:
         digest = export_encoder(model, path, args.decoder, meta)
     else:
         digest = export(model, path, meta)
-    reg_path = out_dir / "registry.json"
-    reg = json.loads(reg_path.read_text()) if reg_path.exists() else {"default": args.name, "weights": {}}
-    reg["weights"][args.name] = {"file": path.name, "sha256": digest}
-    if args.decoder:
-        reg["weights"][args.name]["decoder"] = resolve(args.decoder).name
-    if args.default or len(reg["weights"]) == 1:
-        reg["default"] = args.name
+    register(path, digest, args.name, args.default, resolve(args.decoder).name if args.decoder else None)
+
+
+def register(path: Path, digest: str, name: str, default: bool = False, decoder: str | None = None) -> None:
+    """Record weights written to ``path`` (SHA-256 ``digest``) as ``name`` in the ``registry.json``
+    beside them (made the default with ``default``, or when they are the first); ``decoder``: the
+    full weights that encoder weights belong to."""
+    reg_path = path.parent / "registry.json"
+    reg = json.loads(reg_path.read_text()) if reg_path.exists() else {"default": name, "weights": {}}
+    reg["weights"][name] = {"file": path.name, "sha256": digest}
+    if decoder:
+        reg["weights"][name]["decoder"] = decoder
+    if default or len(reg["weights"]) == 1:
+        reg["default"] = name
     text = (json.dumps(reg, indent=2) + "\n").encode()
     write_atomic(str(reg_path), lambda f: f.write(text), force=True)
     print(f"{path} ({path.stat().st_size / 1e6:.1f} MB) sha256={digest}")

@@ -25,6 +25,10 @@ head ``P`` on the base image, loss ``D_feat(P(x_hat_1), x) + w * MSE(P(x_hat_1),
 255^2 * D_local`` with ``D_feat`` on the backbone and ``w`` = ``--head-mse``: the base layer's image
 for vision networks at no cost in bits, the beta = 0 image unchanged. ``--head-gains`` conditions
 the head on alpha, ``--head-balance`` weighs the levels alike (:class:`LevelBalance`).
+Stage ``eye`` (not in the paper, :mod:`rdcodec.model.head`): everything frozen but the eye head ``E``,
+loss ``255^2 * MSE(x, x_eye)`` with ``x_eye = E(x_s, P(x_hat_1))`` the beta = 0 image made from the
+codec's ``x_s`` (``x_hat_1 + r`` with the eye share) and the machine head's image: fidelity at no cost
+in bits, beta = 1 unchanged. ``--head-balance`` weighs its levels alike too.
 Stage ``context`` (not in the paper, :mod:`.context`): everything frozen but the context model (and
 with ``--hyper-lr`` the hyper path), loss the rate of ``y`` (plus ``z``) on cached latents, ``alpha``
 drawn continuously.
@@ -44,6 +48,8 @@ resumed still ends its schedule on time. Checkpoints (``last.pt``) are written e
     python -m rdcodec.train --stage encoder --context space-channel --init weights/rdc-v19.safetensors --out runs/enc
     python -m rdcodec.train --stage head --machine-head 48 --context space-channel \
         --init weights/rdc-v22.safetensors --out runs/head
+    python -m rdcodec.train --stage eye --machine-head 48 --head-gains --eye-share --eye-head 48 \
+        --context space-channel --init weights/rdc-v30.safetensors --out runs/eye
     python -m rdcodec.train --stage context --context checkerboard --init weights/rdc-v7b.safetensors --out runs/ctx
     python -m rdcodec.train --config scripts/configs/v3-cognition.toml
 """
@@ -60,6 +66,7 @@ from pathlib import Path
 
 import torch
 
+from ..model.gain import level_alpha
 from ..model.rdc import CONTEXTS, LAMBDAS, ModelConfig, RDCModel
 from ..vision.features import feature_distance
 from ..weights import ENCODER_PREFIXES  # what stage encoder trains: g_a, h_a
@@ -69,10 +76,14 @@ from .monitor import load_eval_images, quick_eval
 BASE_PREFIXES = ("g_a.", "g_s.", "h_a.", "h_s.", "gain_y.", "gain_z.", "entropy_z.", "gaussian.", "context.",
                  "channel_context.")
 
-STAGES = ("base", "cognition", "residual", "context", "encoder", "head")
+STAGES = ("base", "cognition", "residual", "context", "encoder", "head", "eye")
 
 #: What stage ``head`` trains (:mod:`rdcodec.model.head`); no other stage does.
 HEAD_PREFIXES = ("head.",)
+
+#: What stage ``eye`` trains (the eye head, :mod:`rdcodec.model.head`); no other stage does. The eye
+#: share is fitted, not trained (:mod:`.eye_share`).
+EYE_PREFIXES = ("eye_head.", "eye_share")
 OBJECTIVES = ("rd", "cognition", "machines")  # stage encoder's losses
 
 #: Longest wall time one step may add to the budget clock: a run paused with SIGSTOP (to time a
@@ -125,7 +136,9 @@ def model_config(args: dict) -> ModelConfig:
                        context=args.get("context", ModelConfig.context),
                        enhance=args.get("enhance", ModelConfig.enhance),
                        machine_head=args.get("machine_head", ModelConfig.machine_head),
-                       head_gains=args.get("head_gains", ModelConfig.head_gains))
+                       head_gains=args.get("head_gains", ModelConfig.head_gains),
+                       eye_share=args.get("eye_share", ModelConfig.eye_share),
+                       eye_head=args.get("eye_head", ModelConfig.eye_head))
 
 
 #: The detail latent's tensors (:mod:`rdcodec.model.detail`), new like refinement blocks.
@@ -293,8 +306,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="condition the machine head on alpha: per-level channel gains, interpolated like the "
                     "gain units (rdcodec/model/head.py). They start at 1: a head from --init keeps its output")
     ap.add_argument("--head-balance", action="store_true",
-                    help="stage head: weigh each sample's loss by 1 / (running mean of its level's loss), so "
-                    "every level's relative progress counts alike (high rates have the smallest D_feat)")
+                    help="stages head and eye: weigh each sample's loss by 1 / (running mean of its level's loss), "
+                    "so every level's relative progress counts alike (high rates have the smallest D_feat)")
+    ap.add_argument("--eye-share", action="store_true",
+                    help="the model has an eye share (fitted by python -m rdcodec.train.eye_share; kept from --init)")
+    ap.add_argument("--eye-head", type=int, default=ModelConfig.eye_head,
+                    help="channels of the eye head, which makes the beta = 0 image from x_hat_1 + r and the "
+                    "machine head's image (0 = none; rdcodec/model/head.py). It starts as the identity; "
+                    "stage eye trains it alone")
     ap.add_argument("--encoder-blocks", type=int, default=ModelConfig.encoder_blocks,
                     help="refinement blocks at H/4 and H/8 of g_a (0 = the paper's; new blocks start as the "
                     "identity). Encoder only: export with --decoder, and files decode with that decoder")
@@ -369,6 +388,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                      f"cognition or machines), not {args.stage}")
     if args.stage == "head" and args.machine_head <= 0:
         ap.error("--stage head trains the machine head: give it channels with --machine-head C")
+    if args.stage == "eye" and (args.eye_head <= 0 or args.machine_head <= 0):
+        ap.error("--stage eye trains the eye head on the machine head's image: give both channels with "
+                 "--eye-head C and --machine-head C")
     if args.objective == "machines":  # unset weights: the refinement for machines' own
         from ..refine import FEATURE_WEIGHTS, MACHINE_MSE_SHARE
 
@@ -479,8 +501,9 @@ def main(argv=None) -> None:
         params = [p for n, p in model.named_parameters() if is_base_param(n) and not n.endswith("quantiles")]
     else:
         trains = {"encoder": lambda n: n.startswith(ENCODER_PREFIXES),
-                  "head": lambda n: n.startswith(HEAD_PREFIXES)}.get(
-            args.stage, lambda n: not is_base_param(n) and not n.startswith(HEAD_PREFIXES))
+                  "head": lambda n: n.startswith(HEAD_PREFIXES),
+                  "eye": lambda n: n.startswith("eye_head.")}.get(
+            args.stage, lambda n: not is_base_param(n) and not n.startswith(HEAD_PREFIXES + EYE_PREFIXES))
         for n, p in model.named_parameters():
             p.requires_grad_(trains(n))
         params = [p for p in model.parameters() if p.requires_grad]
@@ -511,7 +534,7 @@ def main(argv=None) -> None:
 
     def evaluate() -> None:
         t0 = time.time()
-        rec = quick_eval(model, eval_images, residual=args.stage in ("residual", "encoder"))
+        rec = quick_eval(model, eval_images, residual=args.stage in ("residual", "encoder", "eye"))
         rec = {"event": "eval", "step": step, "elapsed_min": round(elapsed / 60, 2), **rec,
                "eval_s": round(time.time() - t0, 1)}
         log.write(json.dumps(rec) + "\n")
@@ -531,8 +554,15 @@ def main(argv=None) -> None:
             elif args.stage == "head":  # the frozen base's image through the head
                 with torch.no_grad():
                     x_hat_1 = model.forward_base(x, idx)["x_hat"].float()
-                alpha = idx.float() / (len(LAMBDAS) - 1)
+                alpha = level_alpha(idx.float())
                 x_hat, bpp, lam = model.machine_image(x_hat_1, alpha).float(), torch.zeros(len(x)), None
+            elif args.stage == "eye":  # the frozen codec's beta = 0 image and P(x_hat_1) through the eye head
+                with torch.no_grad():
+                    o = model.forward_residual(x, idx)
+                    alpha = level_alpha(idx.float())
+                    x_hat_1 = o["x_hat_1"].float()
+                    x_0, x_m = x_hat_1 + o["r"].float(), model.machine_image(x_hat_1, alpha).float()
+                x_hat, bpp, lam = model.eye_image(x_0, x_m, alpha).float(), torch.zeros(len(x)), None
             elif args.stage == "encoder":  # gradients through the frozen decoder into g_a and h_a
                 base = model.forward_base(x, idx)
                 gains_e = model.gain_e.at_levels(idx) if model.config.enhance else None
@@ -555,6 +585,8 @@ def main(argv=None) -> None:
         mse = (x_hat - x).pow(2).flatten(1).mean(1)
         if args.stage == "head":
             loss = feat + args.head_mse * mse + args.lambda_local * 255 ** 2 * local_mse(x, x_hat)
+        elif args.stage == "eye":
+            loss = 255 ** 2 * mse
         elif backbone is not None:  # rdcodec.refine.machine_loss, per sample at level idx
             loss = machine_loss(bpp, mse, feat, idx, lam, args.mse_anchor, args.feature_weight)
         elif contrastive is not None:
@@ -569,7 +601,7 @@ def main(argv=None) -> None:
         return {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "c": 0.0, **({"feat": 0.0} if use_features else {}), "n": 0}
 
     t_last, t_ckpt = time.time(), time.time()
-    balance = LevelBalance(len(LAMBDAS)) if args.stage == "head" and args.head_balance else None
+    balance = LevelBalance(len(LAMBDAS)) if args.stage in ("head", "eye") and args.head_balance else None
     nonfinite = NonFiniteGuard()
     acc = fresh()
     while elapsed < budget and not stop["now"]:

@@ -10,7 +10,8 @@ Kodak images on two cores) and log beside the losses:
 
 ``psnr_b1`` is x̂1 (β = 1, base layer only); ``bpp_res``/``psnr_b0`` add the residual layer
 (β = 0, Eq. 9) and are reported in stage ``residual`` only, where that branch is trained.
-A model with a machine head (:mod:`rdcodec.model.head`) also reports ``psnr_m``, of ``P(x̂1)``.
+A model with a machine head (:mod:`rdcodec.model.head`) also reports ``psnr_m``, of ``P(x̂1)``, and
+one with an eye share or eye head ``psnr_eye``, of its β = 0 image (with the residual layer).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..model.rdc import LAMBDAS, RDCModel
+from ..model.gain import level_alpha
+from ..model.rdc import RDCModel
 
 DEFAULT_LEVELS = (0, 2, 5)
 
@@ -59,7 +61,8 @@ def quick_eval(model: RDCModel, images: list[torch.Tensor], levels=DEFAULT_LEVEL
     was_training = model.training
     model.eval()
     keys = (["bpp", "psnr_b1"] + (["bpp_res", "psnr_b0"] if residual else [])
-            + (["psnr_m"] if model.head is not None else []))
+            + (["psnr_m"] if model.head is not None else [])
+            + (["psnr_eye"] if residual and (model.eye_share is not None or model.eye_head is not None) else []))
     sums = {k: [0.0] * len(levels) for k in keys}
     try:
         idx = torch.tensor(list(levels))
@@ -75,12 +78,16 @@ def quick_eval(model: RDCModel, images: list[torch.Tensor], levels=DEFAULT_LEVEL
             for j in range(len(levels)):
                 sums["bpp"][j] += float(base_bits[j]) / pixels
                 sums["psnr_b1"][j] += _psnr(x_hat_1[j], x[j])
+                alpha = level_alpha(levels[j])
                 if model.head is not None:
-                    alpha = levels[j] / (len(LAMBDAS) - 1)
-                    sums["psnr_m"][j] += _psnr(model.machine_image(x_hat_1[j:j + 1], alpha)[0], x[j])
+                    x_m = model.machine_image(x_hat_1[j:j + 1], alpha)
+                    sums["psnr_m"][j] += _psnr(x_m[0], x[j])
                 if residual:
                     sums["bpp_res"][j] += float(o["bits_s"][j]) / pixels
                     sums["psnr_b0"][j] += _psnr(x_hat_1[j] + o["r"][j], x[j])
+                    if "psnr_eye" in sums:
+                        x_eye = model.eye_image(x_hat_1[j:j + 1] + o["r"][j:j + 1], x_m, alpha)
+                        sums["psnr_eye"][j] += _psnr(x_eye[0], x[j])
     finally:
         model.train(was_training)
     return {"levels": list(levels), **{k: [round(v / len(images), 4) for v in vals] for k, vals in sums.items()}}

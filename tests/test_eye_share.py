@@ -1,0 +1,198 @@
+"""The eye share (rdcodec/train/eye_share.py): the beta = 0 image takes a fitted share c(alpha) of
+the machine head's image, x_eye = (1 - c)(x_hat_1 + r) + c P(x_hat_1).
+
+The coded model is rdc-v29 (a head, no share) with chosen shares, exported as full weights."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from rdcodec import weights as weights_mod
+from rdcodec.api import get_codec
+from rdcodec.bitstream import container
+from rdcodec.codec import Codec, Reconstruction
+from rdcodec.model.gain import LAMBDAS, level_alpha
+from rdcodec.model.rdc import CodingModel, ModelConfig, RDCModel
+from rdcodec.train import eye_share, loop
+
+from .conftest import EXAMPLE, exported_codec, extended_model, psnr
+
+HEAD = "rdc-v29"  # shipped weights with a head and no share
+SHARES = torch.tensor([[0.1, 0.2, 0.3], [0.2, 0.2, 0.2], [0.3, 0.3, 0.3],
+                       [0.5, 0.4, 0.3], [0.6, 0.6, 0.6], [0.4, 0.5, 0.6]])
+
+
+def _codec(name: str) -> Codec:
+    model, z_pmf, info = weights_mod.load(name)
+    return Codec(CodingModel(model, z_pmf), info.weights_id, info.name)
+
+
+@pytest.fixture(scope="module")
+def head_codec():
+    return _codec(HEAD)
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    model, _ = extended_model(HEAD, ("eye_share",), eye_share=True)
+    with torch.no_grad():
+        model.eye_share.copy_(SHARES)
+    return exported_codec(model.eval(), tmp_path_factory.mktemp("w"), "shared")
+
+
+def _to_uint8(x: torch.Tensor) -> np.ndarray:
+    return x[0].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
+
+
+def test_an_eye_share_needs_a_head():
+    with pytest.raises(ValueError, match="machine_head"):
+        ModelConfig(eye_share=True)
+
+
+def test_the_share_is_each_levels_and_linear_in_alpha_between_them(shared):
+    """Stored as float16 like every weight: exact at these values' precision."""
+    for n in range(len(LAMBDAS)):
+        torch.testing.assert_close(shared.m.eye_share(level_alpha(n)).flatten(), SHARES[n], atol=1e-3, rtol=0)
+    mid = shared.m.eye_share(0.5).flatten()  # halfway between levels 2 and 3
+    torch.testing.assert_close(mid, (SHARES[2] + SHARES[3]) / 2, atol=1e-3, rtol=0)
+
+
+def test_rendering_mixes_the_heads_image_into_beta_0_only():
+    """beta = 0 is (1 - c)(x_hat_1 + r) + c P, beta = 1 is P, and Eq. 9 runs between them."""
+    x1, r = torch.rand(1, 3, 32, 48), 0.1 * torch.randn(1, 3, 32, 48)
+
+    def head(x):
+        return 0.8 * x + 0.1
+
+    c = torch.tensor([0.2, 0.5, 0.9]).reshape(1, 3, 1, 1)
+    rec = Reconstruction(x1, r, head, lambda x_0, x_m: x_0 + c * (x_m - x_0))
+    eye = (1 - c) * (x1 + r) + c * head(x1)
+    assert np.abs(rec.render(0.0).astype(int) - _to_uint8(eye).astype(int)).max() <= 1
+    assert np.array_equal(rec.render(1.0), _to_uint8(head(x1)))
+    half = 0.5 * head(x1) + 0.5 * eye
+    assert np.abs(rec.render(0.5).astype(int) - _to_uint8(half).astype(int)).max() <= 1
+    assert not np.array_equal(rec.render(0.0), Reconstruction(x1, r, head).render(0.0))
+    assert np.array_equal(Reconstruction(x1, None, head, rec.eye).render(0.0), rec.render(1.0))  # no residual: P
+
+
+def test_files_are_the_same_bytes_and_beta_1_is_unchanged(shared, head_codec, crop):
+    """The share costs no bits and leaves beta = 1 alone: with the same weights id the file is the
+    head weights' byte for byte; the decoder renders what the encoder did at every beta."""
+    plain = Codec(head_codec.m, shared.weights_id)  # rdc-v29 writing the shared weights' id
+    for alpha in (0.1, 0.7):
+        c, p = shared.compress(crop, alpha), plain.compress(crop, alpha)
+        assert c.data == p.data
+        recon, _ = shared.decompress(c.data)
+        for beta in (0.0, 0.3, 1.0):
+            assert np.array_equal(recon.render(beta), c.recon.render(beta))
+        assert np.array_equal(recon.render(1.0), p.recon.render(1.0))
+        assert not np.array_equal(recon.render(0.0), p.recon.render(0.0))
+        share = shared.m.eye_share(container.parse_header(c.data).alpha)
+        x_0, x_m = p.recon.x_hat_1 + p.recon.r, p.recon.base_image()
+        torch.testing.assert_close(recon.eye_image(), x_0 + share * (x_m - x_0), rtol=0, atol=1e-5)
+
+
+def test_the_output_filter_is_fitted_to_the_mixed_image(shared, example):
+    image = np.ascontiguousarray(example[:256, :256])
+    c = shared.compress(image, 0.6, output_filter=True)
+    assert container.parse_header(c.data).has_filter  # pays on this crop, so the path below runs
+    recon, _ = shared.decompress(c.data)
+    for beta in (0.0, 0.5, 1.0):
+        assert np.array_equal(recon.render(beta), c.recon.render(beta))
+    assert psnr(recon.render(0.0), image) > psnr(shared.compress(image, 0.6).recon.render(0.0), image)
+
+
+def test_the_fit_is_the_least_squares_share_and_ships_in_the_weights(head_codec, example, tmp_path):
+    """On a few crops the fitted share beats any share 0.05 away on each level's squared error, and
+    the fitted weights' beta = 0 image is that mix."""
+    crops = torch.stack([torch.from_numpy(np.ascontiguousarray(example[t:t + 64, l:l + 64])).permute(2, 0, 1)
+                         for t, l in ((0, 0), (200, 300), (100, 500))])
+    share, gain_db = eye_share.fit(head_codec, crops)
+    assert share.shape == (len(LAMBDAS), 3) and bool((gain_db > 0).all()), gain_db
+    for n in (0, 5):
+        err = {d: 0.0 for d in (-0.05, 0.0, 0.05)}
+        for crop in crops:
+            rec = head_codec.compress(crop.permute(1, 2, 0).numpy(), level_alpha(n)).recon
+            x = crop[None].double() / 255
+            x_0, x_m = (rec.x_hat_1 + rec.r).double(), rec.base_image().double()
+            for d in err:
+                c = (share[n].double() + d).reshape(1, 3, 1, 1)
+                err[d] += float(((x - x_0 - c * (x_m - x_0)) ** 2).sum())
+        assert err[0.0] < err[-0.05] and err[0.0] < err[0.05], (n, err)
+    codec = exported_codec(eye_share.with_share(head_codec.m.model, share), tmp_path, "fitted")
+    torch.testing.assert_close(codec.m.eye_share(0.0).flatten(), share[0], atol=1e-3, rtol=0)
+
+
+# ---------------------------------------------------------------- the eye head (stage eye)
+EYE_C = 8
+
+
+def _eye_model(busy: bool):
+    """The default weights (rdc-v30: head, eye share) with an eye head; ``busy``: its last layers
+    random, scaled down (a fresh one is the identity)."""
+    model, _ = extended_model(None, ("eye_head.",), eye_head=EYE_C)
+    if busy:
+        torch.manual_seed(0)
+        with torch.no_grad():
+            model.eye_head.out.weight.normal_(0, 0.02)
+            model.eye_head.log_gain_in.normal_(0, 0.3)
+    return model.eval()
+
+
+def test_a_fresh_eye_head_keeps_the_beta_0_image(crop, tmp_path):
+    default = get_codec()
+    assert default.m.has_eye, "the default weights have an eye share"
+    codec = exported_codec(_eye_model(busy=False), tmp_path, "eye-fresh")
+    c, d = codec.compress(crop, 0.4), default.compress(crop, 0.4)
+    torch.testing.assert_close(c.recon.eye_image(), d.recon.eye_image(), rtol=0, atol=1e-6)
+
+
+def test_an_eye_head_changes_beta_0_only_and_decodes_as_encoded(crop, tmp_path):
+    default = get_codec()
+    codec = exported_codec(_eye_model(busy=True), tmp_path, "eye-busy")
+    plain = Codec(default.m, codec.weights_id)
+    c, p = codec.compress(crop, 0.4), plain.compress(crop, 0.4)
+    assert c.data == p.data  # no bits
+    recon, _ = codec.decompress(c.data)
+    for beta in (0.0, 0.5, 1.0):
+        assert np.array_equal(recon.render(beta), c.recon.render(beta))
+    assert np.array_equal(recon.render(1.0), p.recon.render(1.0))
+    assert not np.array_equal(recon.render(0.0), p.recon.render(0.0))
+    x_s, x_m = p.recon.eye_image(), p.recon.base_image()
+    with torch.no_grad():
+        expected = codec.m.eye_head(x_s, torch.tensor([container.parse_header(c.data).alpha]), x_m).float()
+    torch.testing.assert_close(recon.eye_image(), expected, rtol=0, atol=1e-4)
+
+
+def test_an_eye_run_trains_only_the_eye_head(tmp_path):
+    """Stage ``eye`` moves the eye head's tensors and nothing else (the eye share included) and
+    logs the beta = 0 image's PSNR beside the others."""
+    torch.manual_seed(0)
+    init = tmp_path / "init.pt"
+    config = ModelConfig(machine_head=4, head_gains=True, eye_share=True, eye_head=EYE_C)
+    model = RDCModel(config)
+    with torch.no_grad():
+        model.eye_share.fill_(0.3)
+    torch.save({"model": model.state_dict()}, init)
+    out = tmp_path / "run"
+    loop.main(["--stage", "eye", "--machine-head", "4", "--head-gains", "--eye-share", "--eye-head", str(EYE_C),
+               "--head-balance", "--init", str(init), "--data", str(EXAMPLE.parent),
+               "--cache", str(tmp_path / "crops.pt"), "--n-crops", "4", "--crop", "64", "--batch", "2",
+               "--lr", "1e-3", "--budget-minutes", "0.05", "--log-every", "1", "--eval-every", "2",
+               "--eval-dir", str(EXAMPLE.parent), "--eval-images", "1", "--out", str(out)])
+    before = torch.load(init, weights_only=False)["model"]
+    after = torch.load(out / "last.pt", weights_only=False)["model"]
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert moved and all(k.startswith("eye_head.") for k in moved), sorted(moved)[:3]
+    assert after["eye_head.out.weight"].abs().sum() > 0  # started at zero
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r for r in records if "loss" in r]
+    assert all("psnr_eye" in r and "psnr_b0" in r for r in records if r.get("event") == "eval")
+
+
+def test_stage_eye_needs_both_heads(capsys):
+    with pytest.raises(SystemExit) as e:
+        loop.parse_args(["--stage", "eye", "--machine-head", "8", "--out", "o"])
+    assert e.value.code == 2 and "--eye-head" in capsys.readouterr().err
