@@ -46,6 +46,7 @@ filter);
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import time
@@ -120,7 +121,7 @@ class Reconstruction:
     def filtered(self, flt: wiener.OutputFilter) -> Reconstruction:
         """This reconstruction with the Wiener filter ``W`` on its beta = 0 image, as the residual
         ``r' = W(x_eye) - x_hat_1`` (``eye`` is inside ``W``'s input, so it is not applied again)."""
-        return Reconstruction(self.x_hat_1, flt.apply(self.eye_image()) - self.x_hat_1, self.head, None, self._base)
+        return dataclasses.replace(self, r=flt.apply(self.eye_image()) - self.x_hat_1, eye=None)
 
     def render(self, beta: float) -> np.ndarray:
         if not 0.0 <= beta <= 1.0 or math.isnan(beta):
@@ -434,7 +435,7 @@ class Codec:
             with clock("decision"):
                 if not _residual_helps(an.image, rec):
                     res_str, s_sym, e_sym = None, None, None  # a residual that hurts is not worth its bytes
-                    rec = self._recon(rec.x_hat_1, None, coded_alpha)
+                    rec = dataclasses.replace(rec, r=None)
         flt = None
         if fit and rec.r is not None:
             with clock("filter"):

@@ -14,6 +14,7 @@ from rdcodec.api import get_codec
 from rdcodec.bitstream import container
 from rdcodec.codec import Codec, Reconstruction
 from rdcodec.model.gain import LAMBDAS, level_alpha
+from rdcodec.model.head import MachineHead, apply_even, apply_in_stripes
 from rdcodec.model.rdc import CodingModel, ModelConfig, RDCModel
 from rdcodec.train import eye_share, loop
 
@@ -196,3 +197,20 @@ def test_stage_eye_needs_both_heads(capsys):
     with pytest.raises(SystemExit) as e:
         loop.parse_args(["--stage", "eye", "--machine-head", "8", "--out", "o"])
     assert e.value.code == 2 and "--eye-head" in capsys.readouterr().err
+
+
+def test_an_eye_head_reads_its_side_image_in_stripes_as_whole():
+    """The eye head reads P(x_hat_1) beside its input; striped (tall images) and odd-sized inputs
+    give the whole-image result, and the side image matters."""
+    head = MachineHead(EYE_C, levels=len(LAMBDAS), inputs=6)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        head.out.weight.normal_(0, 0.05)
+        x, side = torch.rand(1, 3, 301, 47), torch.rand(1, 3, 301, 47)
+        alpha = torch.tensor([0.3])
+        whole = apply_even(head.eval(), x, alpha, side)
+        striped = apply_in_stripes(head, x, alpha, side, stripe=64, halo=32)
+        other = apply_even(head, x, alpha, torch.rand(1, 3, 301, 47))
+    assert whole.shape == x.shape
+    torch.testing.assert_close(striped, whole, rtol=0, atol=1e-5)
+    assert not torch.allclose(other, whole, atol=1e-4)
