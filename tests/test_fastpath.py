@@ -79,7 +79,8 @@ def test_bf16_synthesis_is_float32_synthesis_to_bfloat16_rounding(codec32, codec
     for a, b in zip(f16, f32):  # the features the residual branch reads: bfloat16's 3 digits
         torch.testing.assert_close(a, b, rtol=0, atol=0.02 * b.abs().max().item())
     diff = (x16 - x32).abs()
-    assert 0 < diff.max() < 2 / 255 and diff.mean() < 0.1 / 255
+    # mean 0.13 / 255 where bfloat16 is emulated (AVX2, AMD EPYC), less with native bfloat16
+    assert 0 < diff.max() < 2 / 255 and diff.mean() < 0.25 / 255
     for net in ("g_s", "rrn"):  # three inner layers each; the 3-channel output layers stay float32
         inner = [m for m in getattr(codec16.m, net).modules() if isinstance(m, Bf16Conv)]
         assert len(inner) == 3 and all(m.out_channels > 3 and m.in_channels > 3 for m in inner)

@@ -66,6 +66,7 @@ from pathlib import Path
 
 import torch
 
+from ..model.fastpath import bf16_default
 from ..model.gain import level_alpha
 from ..model.rdc import CONTEXTS, LAMBDAS, ModelConfig, RDCModel
 from ..vision.features import feature_distance
@@ -284,7 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="sub-crop side for the --mix-data samples (default --crop); a different side "
                     "runs them as a second forward pass of the same step")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--no-bf16", action="store_true")
+    ap.add_argument("--no-bf16", action="store_true",
+                    help="train in float32 (the default where the CPU lacks native bfloat16: there "
+                    "autocast would be emulated, about 8x slower; rdcodec.model.fastpath.bf16_default)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--eval-every", type=int, default=2000, help="steps between short Kodak evaluations (0 = off)")
     ap.add_argument("--eval-dir", default="../shared/data/kodak")
@@ -369,6 +372,7 @@ def parse_args(argv=None) -> argparse.Namespace:
             ap.error(f"unknown option(s) in {first.config}: {', '.join(unknown)}")
         ap.set_defaults(**config)
     args = ap.parse_args(argv)
+    args.no_bf16 = args.no_bf16 or not bf16_default()  # emulated bfloat16 is slower than float32
     for name in ("stage", "out"):
         if getattr(args, name) is None:
             ap.error(f"--{name} is required (on the command line or in --config)")
