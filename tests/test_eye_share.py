@@ -21,6 +21,7 @@ from rdcodec.train import eye_share, loop
 from .conftest import EXAMPLE, exported_codec, extended_model, psnr
 
 HEAD = "rdc-v29"  # shipped weights with a head and no share
+SHARED = "rdc-v30"  # shipped weights with a head and an eye share, no eye head
 SHARES = torch.tensor([[0.1, 0.2, 0.3], [0.2, 0.2, 0.2], [0.3, 0.3, 0.3],
                        [0.5, 0.4, 0.3], [0.6, 0.6, 0.6], [0.4, 0.5, 0.6]])
 
@@ -131,9 +132,9 @@ EYE_C = 8
 
 
 def _eye_model(busy: bool):
-    """The default weights (rdc-v30: head, eye share) with an eye head; ``busy``: its last layers
-    random, scaled down (a fresh one is the identity)."""
-    model, _ = extended_model(None, ("eye_head.",), eye_head=EYE_C)
+    """rdc-v30 (head, eye share, no eye head) with an eye head; ``busy``: its last layers random,
+    scaled down (a fresh one is the identity)."""
+    model, _ = extended_model(SHARED, ("eye_head.",), eye_head=EYE_C)
     if busy:
         torch.manual_seed(0)
         with torch.no_grad():
@@ -143,15 +144,15 @@ def _eye_model(busy: bool):
 
 
 def test_a_fresh_eye_head_keeps_the_beta_0_image(crop, tmp_path):
-    default = get_codec()
-    assert default.m.has_eye, "the default weights have an eye share"
+    default = get_codec(SHARED)
+    assert default.m.has_eye and default.m.eye_head is None
     codec = exported_codec(_eye_model(busy=False), tmp_path, "eye-fresh")
     c, d = codec.compress(crop, 0.4), default.compress(crop, 0.4)
     torch.testing.assert_close(c.recon.eye_image(), d.recon.eye_image(), rtol=0, atol=1e-6)
 
 
 def test_an_eye_head_changes_beta_0_only_and_decodes_as_encoded(crop, tmp_path):
-    default = get_codec()
+    default = get_codec(SHARED)
     codec = exported_codec(_eye_model(busy=True), tmp_path, "eye-busy")
     plain = Codec(default.m, codec.weights_id)
     c, p = codec.compress(crop, 0.4), plain.compress(crop, 0.4)
@@ -165,6 +166,19 @@ def test_an_eye_head_changes_beta_0_only_and_decodes_as_encoded(crop, tmp_path):
     with torch.no_grad():
         expected = codec.m.eye_head(x_s, torch.tensor([container.parse_header(c.data).alpha]), x_m).float()
     torch.testing.assert_close(recon.eye_image(), expected, rtol=0, atol=1e-4)
+
+
+def test_the_default_weights_trained_eye_head_lifts_beta_0_at_no_bits(crop):
+    """The shipped default (rdc-v31) is rdc-v30 with a trained eye head: the same bytes and beta = 1
+    image, a different beta = 0 image, closer to the original at each end of alpha's range."""
+    default, shared = get_codec(), get_codec(SHARED)
+    assert default.m.eye_head is not None
+    plain = Codec(shared.m, default.weights_id)
+    for alpha in (0.0, 1.0):
+        c, p = default.compress(crop, alpha), plain.compress(crop, alpha)
+        assert c.data == p.data
+        assert np.array_equal(c.recon.render(1.0), p.recon.render(1.0))
+        assert psnr(c.recon.render(0.0), crop) > psnr(p.recon.render(0.0), crop)
 
 
 def test_an_eye_run_trains_only_the_eye_head(tmp_path):
