@@ -4,6 +4,7 @@ the machine head's image, x_eye = (1 - c)(x_hat_1 + r) + c P(x_hat_1).
 The coded model is rdc-v29 (a head, no share) with chosen shares, exported as full weights."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -181,9 +182,8 @@ def test_the_default_weights_trained_eye_head_lifts_beta_0_at_no_bits(crop):
         assert psnr(c.recon.render(0.0), crop) > psnr(p.recon.render(0.0), crop)
 
 
-def test_an_eye_run_trains_only_the_eye_head(tmp_path):
-    """Stage ``eye`` moves the eye head's tensors and nothing else (the eye share included) and
-    logs the beta = 0 image's PSNR beside the others."""
+def _eye_run(tmp_path, *extra: str) -> tuple[dict, dict, Path]:
+    """A few steps of stage ``eye`` on a small random model: (state before, state after, run folder)."""
     torch.manual_seed(0)
     init = tmp_path / "init.pt"
     config = ModelConfig(machine_head=4, head_gains=True, eye_share=True, eye_head=EYE_C)
@@ -196,15 +196,39 @@ def test_an_eye_run_trains_only_the_eye_head(tmp_path):
                "--head-balance", "--init", str(init), "--data", str(EXAMPLE.parent),
                "--cache", str(tmp_path / "crops.pt"), "--n-crops", "4", "--crop", "64", "--batch", "2",
                "--lr", "1e-3", "--budget-minutes", "0.05", "--log-every", "1", "--eval-every", "2",
-               "--eval-dir", str(EXAMPLE.parent), "--eval-images", "1", "--out", str(out)])
+               "--eval-dir", str(EXAMPLE.parent), "--eval-images", "1", "--out", str(out), *extra])
     before = torch.load(init, weights_only=False)["model"]
     after = torch.load(out / "last.pt", weights_only=False)["model"]
+    return before, after, out
+
+
+def test_an_eye_run_trains_only_the_eye_head(tmp_path):
+    """Stage ``eye`` moves the eye head's tensors and nothing else (the eye share included) and
+    logs the beta = 0 image's PSNR beside the others."""
+    before, after, out = _eye_run(tmp_path)
     moved = {k for k in before if not torch.equal(before[k], after[k])}
     assert moved and all(k.startswith("eye_head.") for k in moved), sorted(moved)[:3]
     assert after["eye_head.out.weight"].abs().sum() > 0  # started at zero
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r for r in records if "loss" in r]
     assert all("psnr_eye" in r and "psnr_b0" in r for r in records if r.get("event") == "eval")
+
+
+def test_an_eye_run_with_the_residual_decoder_keeps_every_encoder_tensor(tmp_path):
+    """``--residual-decoder`` also trains ``dec`` and the reconstruction network, and nothing the
+    encoder runs: ``g_a``, the priors, ``scalable.enc`` and the gains stay, so files keep their bytes."""
+    before, after, _ = _eye_run(tmp_path, "--residual-decoder")
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert all(k.startswith(("eye_head.", *loop.RESIDUAL_DECODER_PREFIXES)) for k in moved), sorted(moved)
+    for part in ("eye_head.", "scalable.dec.", "rrn."):
+        assert any(k.startswith(part) for k in moved), part
+    assert not any(k.startswith(("scalable.enc.", "residual_prior.", "gain_s.", "g_a.", "head.")) for k in moved)
+
+
+def test_the_residual_decoder_is_an_option_of_stage_eye_only(capsys):
+    with pytest.raises(SystemExit) as e:
+        loop.parse_args(["--stage", "residual", "--residual-decoder", "--out", "o"])
+    assert e.value.code == 2 and "--stage eye" in capsys.readouterr().err
 
 
 def test_stage_eye_needs_both_heads(capsys):

@@ -85,6 +85,12 @@ HEAD_PREFIXES = ("head.",)
 #: What stage ``eye`` trains (the eye head, :mod:`rdcodec.model.head`); no other stage does. The eye
 #: share is fitted, not trained (:mod:`.eye_share`).
 EYE_PREFIXES = ("eye_head.", "eye_share")
+
+#: What stage ``eye --residual-decoder`` trains beside the eye head: the residual branch's decoder
+#: side, ``dec`` of ``y_hat_2 = y_hat + dec(s_hat)`` and the reconstruction network (and the detail
+#: latent's synthesis). The encoder side (``scalable.enc``, the priors, ``gain_s``) stays, so the
+#: files are the same bytes.
+RESIDUAL_DECODER_PREFIXES = ("scalable.dec.", "rrn.", "detail_s.")
 OBJECTIVES = ("rd", "cognition", "machines")  # stage encoder's losses
 
 #: Longest wall time one step may add to the budget clock: a run paused with SIGSTOP (to time a
@@ -317,6 +323,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="channels of the eye head, which makes the beta = 0 image from x_hat_1 + r and the "
                     "machine head's image (0 = none; rdcodec/model/head.py). It starts as the identity; "
                     "stage eye trains it alone")
+    ap.add_argument("--residual-decoder", action="store_true",
+                    help="stage eye: also train the residual branch's decoder side (dec and the reconstruction "
+                    "network) for the beta = 0 image through the eye head; the encoder side stays, so files are "
+                    "the same bytes and beta = 1 is unchanged")
     ap.add_argument("--encoder-blocks", type=int, default=ModelConfig.encoder_blocks,
                     help="refinement blocks at H/4 and H/8 of g_a (0 = the paper's; new blocks start as the "
                     "identity). Encoder only: export with --decoder, and files decode with that decoder")
@@ -395,6 +405,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.stage == "eye" and (args.eye_head <= 0 or args.machine_head <= 0):
         ap.error("--stage eye trains the eye head on the machine head's image: give both channels with "
                  "--eye-head C and --machine-head C")
+    if args.residual_decoder and args.stage != "eye":
+        ap.error(f"--residual-decoder is for --stage eye (stage {args.stage} trains its own tensors)")
     if args.objective == "machines":  # unset weights: the refinement for machines' own
         from ..refine import FEATURE_WEIGHTS, MACHINE_MSE_SHARE
 
@@ -506,7 +518,8 @@ def main(argv=None) -> None:
     else:
         trains = {"encoder": lambda n: n.startswith(ENCODER_PREFIXES),
                   "head": lambda n: n.startswith(HEAD_PREFIXES),
-                  "eye": lambda n: n.startswith("eye_head.")}.get(
+                  "eye": lambda n: n.startswith(("eye_head.", *RESIDUAL_DECODER_PREFIXES) if args.residual_decoder
+                                                else "eye_head.")}.get(
             args.stage, lambda n: not is_base_param(n) and not n.startswith(HEAD_PREFIXES + EYE_PREFIXES))
         for n, p in model.named_parameters():
             p.requires_grad_(trains(n))
@@ -560,12 +573,14 @@ def main(argv=None) -> None:
                     x_hat_1 = model.forward_base(x, idx)["x_hat"].float()
                 alpha = level_alpha(idx.float())
                 x_hat, bpp, lam = model.machine_image(x_hat_1, alpha).float(), torch.zeros(len(x)), None
-            elif args.stage == "eye":  # the frozen codec's beta = 0 image and P(x_hat_1) through the eye head
-                with torch.no_grad():
+            elif args.stage == "eye":  # the codec's beta = 0 image and P(x_hat_1) through the eye head
+                with torch.set_grad_enabled(args.residual_decoder):  # r learns too with --residual-decoder
                     o = model.forward_residual(x, idx)
-                    alpha = level_alpha(idx.float())
-                    x_hat_1 = o["x_hat_1"].float()
-                    x_0, x_m = x_hat_1 + o["r"].float(), model.machine_image(x_hat_1, alpha).float()
+                alpha = level_alpha(idx.float())
+                x_hat_1 = o["x_hat_1"].float().detach()
+                x_0 = x_hat_1 + o["r"].float()
+                with torch.no_grad():
+                    x_m = model.machine_image(x_hat_1, alpha).float()
                 x_hat, bpp, lam = model.eye_image(x_0, x_m, alpha).float(), torch.zeros(len(x)), None
             elif args.stage == "encoder":  # gradients through the frozen decoder into g_a and h_a
                 base = model.forward_base(x, idx)
