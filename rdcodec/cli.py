@@ -195,7 +195,7 @@ def _machines_source(ctx: click.Context, param: click.Parameter, value: str | No
                    "pip install 'rdcodec[cognition]'). --refine steps, when not given 20 at alpha 0 and 10 from "
                    "alpha 0.2 on (about 0.12 s a step for a 224x224 image on one core). On ImageNet it raised the "
                    "top-1 of a classifier the codec never saw at beta=1 by 2.85 points at equal rate with "
-                   "rdc-v22 (docs/cognition.md); the default rdc-v31's plain files (rdc-v29's beta=1 images) "
+                   "rdc-v22 (docs/cognition.md); the default rdc-v32's plain files (rdc-v29's beta=1 images) "
                    "are 3.4 points above that.")
 @click.option("--filter", "output_filter", is_flag=True,
               help="Fit a Wiener filter to this image's beta=0 output and write it into the residual layer "

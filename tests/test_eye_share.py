@@ -170,8 +170,9 @@ def test_an_eye_head_changes_beta_0_only_and_decodes_as_encoded(crop, tmp_path):
 
 
 def test_the_default_weights_trained_eye_head_lifts_beta_0_at_no_bits(crop):
-    """The shipped default (rdc-v31) is rdc-v30 with a trained eye head: the same bytes and beta = 1
-    image, a different beta = 0 image, closer to the original at each end of alpha's range."""
+    """The shipped default (rdc-v32) is rdc-v30 with a trained eye head (and the residual decoder
+    trained for it): the same bytes and beta = 1 image, a different beta = 0 image, closer to the
+    original at each end of alpha's range."""
     default, shared = get_codec(), get_codec(SHARED)
     assert default.m.eye_head is not None
     plain = Codec(shared.m, default.weights_id)
@@ -180,6 +181,21 @@ def test_the_default_weights_trained_eye_head_lifts_beta_0_at_no_bits(crop):
         assert c.data == p.data
         assert np.array_equal(c.recon.render(1.0), p.recon.render(1.0))
         assert psnr(c.recon.render(0.0), crop) > psnr(p.recon.render(0.0), crop)
+
+
+def test_the_default_is_rdc_v31_with_only_its_beta_0_decoder_trained_on(crop):
+    """rdc-v32 (run 32, ``--residual-decoder``) differs from rdc-v31 only in the eye head and the
+    residual branch's decoder side, so it makes rdc-v31's bytes and beta = 1 image."""
+    default, v31 = get_codec(), get_codec("rdc-v31")
+    new, old = default.m.model.state_dict(), v31.m.model.state_dict()
+    assert new.keys() == old.keys()
+    moved = {k for k in new if not torch.equal(new[k], old[k])}
+    assert all(k.startswith(("eye_head.", *loop.RESIDUAL_DECODER_PREFIXES)) for k in moved), sorted(moved)[:3]
+    assert any(k.startswith("rrn.") for k in moved) and any(k.startswith("scalable.dec.") for k in moved)
+    c, p = default.compress(crop, 0.5), Codec(v31.m, default.weights_id).compress(crop, 0.5)
+    assert c.data == p.data
+    assert np.array_equal(c.recon.render(1.0), p.recon.render(1.0))
+    assert not np.array_equal(c.recon.render(0.0), p.recon.render(0.0))
 
 
 def _eye_run(tmp_path, *extra: str) -> tuple[dict, dict, Path]:
