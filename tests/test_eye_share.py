@@ -169,17 +169,23 @@ def test_an_eye_head_changes_beta_0_only_and_decodes_as_encoded(crop, tmp_path):
     torch.testing.assert_close(recon.eye_image(), expected, rtol=0, atol=1e-4)
 
 
+def _same_file_and_beta_1(codec: Codec, other: Codec, crop, alpha: float):
+    """Both codecs' compressions of ``crop`` (``other``'s under ``codec``'s weights id), asserting
+    the same bytes and the same beta = 1 image."""
+    c, p = codec.compress(crop, alpha), Codec(other.m, codec.weights_id).compress(crop, alpha)
+    assert c.data == p.data
+    assert np.array_equal(c.recon.render(1.0), p.recon.render(1.0))
+    return c, p
+
+
 def test_the_default_weights_trained_eye_head_lifts_beta_0_at_no_bits(crop):
     """The shipped default (rdc-v32) is rdc-v30 with a trained eye head (and the residual decoder
     trained for it): the same bytes and beta = 1 image, a different beta = 0 image, closer to the
     original at each end of alpha's range."""
     default, shared = get_codec(), get_codec(SHARED)
     assert default.m.eye_head is not None
-    plain = Codec(shared.m, default.weights_id)
     for alpha in (0.0, 1.0):
-        c, p = default.compress(crop, alpha), plain.compress(crop, alpha)
-        assert c.data == p.data
-        assert np.array_equal(c.recon.render(1.0), p.recon.render(1.0))
+        c, p = _same_file_and_beta_1(default, shared, crop, alpha)
         assert psnr(c.recon.render(0.0), crop) > psnr(p.recon.render(0.0), crop)
 
 
@@ -192,9 +198,7 @@ def test_the_default_is_rdc_v31_with_only_its_beta_0_decoder_trained_on(crop):
     moved = {k for k in new if not torch.equal(new[k], old[k])}
     assert all(k.startswith(("eye_head.", *loop.RESIDUAL_DECODER_PREFIXES)) for k in moved), sorted(moved)[:3]
     assert any(k.startswith("rrn.") for k in moved) and any(k.startswith("scalable.dec.") for k in moved)
-    c, p = default.compress(crop, 0.5), Codec(v31.m, default.weights_id).compress(crop, 0.5)
-    assert c.data == p.data
-    assert np.array_equal(c.recon.render(1.0), p.recon.render(1.0))
+    c, p = _same_file_and_beta_1(default, v31, crop, 0.5)
     assert not np.array_equal(c.recon.render(0.0), p.recon.render(0.0))
 
 
