@@ -15,7 +15,7 @@ from rdcodec.api import get_codec
 from rdcodec.bitstream import container
 from rdcodec.codec import Codec, Reconstruction
 from rdcodec.model.gain import LAMBDAS, level_alpha
-from rdcodec.model.head import MachineHead, apply_even, apply_in_stripes
+from rdcodec.model.head import MAX_HEAD_BLOCKS, MachineHead, apply_even, apply_in_stripes
 from rdcodec.model.rdc import CodingModel, ModelConfig, RDCModel
 from rdcodec.train import eye_share, loop
 
@@ -257,13 +257,17 @@ def test_stage_eye_needs_both_heads(capsys):
     assert e.value.code == 2 and "--eye-head" in capsys.readouterr().err
 
 
-def test_an_eye_head_reads_its_side_image_in_stripes_as_whole():
+@pytest.mark.parametrize("blocks", [3, MAX_HEAD_BLOCKS])
+def test_an_eye_head_reads_its_side_image_in_stripes_as_whole(blocks):
     """The eye head reads P(x_hat_1) beside its input; striped (tall images) and odd-sized inputs
-    give the whole-image result, and the side image matters."""
-    head = MachineHead(EYE_C, levels=len(LAMBDAS), inputs=6)
+    give the whole-image result, and the side image matters, up to the deepest head allowed (every
+    block busy, so the head reaches as far as it can)."""
+    head = MachineHead(EYE_C, blocks=blocks, levels=len(LAMBDAS), inputs=6)
     torch.manual_seed(1)
     with torch.no_grad():
         head.out.weight.normal_(0, 0.05)
+        for block in head.body:
+            block.body[-1].weight.normal_(0, 0.05)
         x, side = torch.rand(1, 3, 301, 47), torch.rand(1, 3, 301, 47)
         alpha = torch.tensor([0.3])
         whole = apply_even(head.eval(), x, alpha, side)
@@ -272,3 +276,32 @@ def test_an_eye_head_reads_its_side_image_in_stripes_as_whole():
     assert whole.shape == x.shape
     torch.testing.assert_close(striped, whole, rtol=0, atol=1e-5)
     assert not torch.allclose(other, whole, atol=1e-4)
+
+
+@pytest.mark.parametrize("blocks", [0, MAX_HEAD_BLOCKS + 1])
+def test_an_eye_head_deeper_than_its_stripes_reach_is_refused(blocks):
+    with pytest.raises(ValueError, match="eye_head_blocks"):
+        ModelConfig(machine_head=4, eye_head=EYE_C, eye_head_blocks=blocks)
+
+
+def test_a_deeper_eye_head_starts_as_the_shipped_one(crop, tmp_path):
+    """Blocks added to the default's eye head start as the identity: exported and loaded back, the
+    deeper model decodes the default's file to the same beta = 0 image, and keeps its depth."""
+    default = get_codec()
+    blocks = default.m.model.config.eye_head_blocks + 2
+    new = tuple(f"eye_head.body.{i}." for i in range(blocks - 2, blocks))
+    model, _ = extended_model(None, new, eye_head_blocks=blocks)
+    deeper = exported_codec(model.eval(), tmp_path, "deeper")
+    assert deeper.m.model.config.eye_head_blocks == blocks and len(deeper.m.model.eye_head.body) == blocks
+    c, d = _same_file_and_beta_1(deeper, default, crop, 0.6)
+    assert np.array_equal(c.recon.render(0.0), d.recon.render(0.0))
+
+
+def test_an_eye_run_deepens_the_init_eye_head(tmp_path):
+    """``--eye-head-blocks`` beyond the init's: the init's blocks load, the new ones train from the
+    identity, and the checkpoint remembers the depth (what export reads back)."""
+    before, after, out = _eye_run(tmp_path, "--eye-head-blocks", "5")
+    assert not any(k.startswith("eye_head.body.4.") for k in before)
+    assert after["eye_head.body.4.body.2.weight"].abs().sum() > 0  # started at zero
+    model, _, missing = loop.load_checkpoint(out / "last.pt")
+    assert model.config.eye_head_blocks == 5 and not missing

@@ -50,8 +50,12 @@ from .gain import interpolate_levels
 from .transforms import RefineBlock
 
 #: Rows of context a stripe of :func:`apply_in_stripes` takes from each side (even, and more than
-#: the head's reach of 2 * (2 + 2 * blocks) pixels for up to 6 blocks).
+#: the head's reach of 2 * (2 + 2 * blocks) pixels for up to :data:`MAX_HEAD_BLOCKS` blocks).
 HALO = 32
+
+#: The most :class:`~.transforms.RefineBlock` s a head may have: its reach, 2 * (2 + 2 * blocks)
+#: pixels, must stay within :data:`HALO`.
+MAX_HEAD_BLOCKS = (HALO // 2 - 2) // 2 - 1
 
 #: Rows per stripe of :func:`apply_in_stripes` (even).
 STRIPE = 256

@@ -47,7 +47,7 @@ from .context import CheckerboardContext, PhasedContext
 from .detail import DetailAnalysis, DetailPrior, DetailSynthesis
 from .fastpath import bf16_default, coding_copy
 from .gain import LAMBDAS, GainUnit, interpolate_levels
-from .head import MachineHead, apply_even, apply_in_stripes
+from .head import MAX_HEAD_BLOCKS, MachineHead, apply_even, apply_in_stripes
 from .residual import ResidualPrior, ResidualReconstruction, ScalableTransform
 from .transforms import AnalysisTransform, HyperAnalysis, HyperSynthesis, SynthesisTransform
 
@@ -91,6 +91,9 @@ class ModelConfig:
     # the eye share) and P(x_hat_1), trained on MSE (stage eye; :mod:`.head`). A decoder field;
     # needs a machine head.
     eye_head: int = 0
+    # RefineBlocks of the eye head (3: rdc-v31's and rdc-v32's). New blocks start as the identity,
+    # so a deeper head warm-starts from a shallower one exactly. A decoder field.
+    eye_head_blocks: int = 3
 
     def __post_init__(self) -> None:
         if self.context not in CONTEXTS:
@@ -98,6 +101,9 @@ class ModelConfig:
         if (self.eye_share or self.eye_head) and not self.machine_head:
             raise ValueError("eye_share and eye_head take the machine head's image into beta = 0: "
                              "they need machine_head > 0")
+        if not 1 <= self.eye_head_blocks <= MAX_HEAD_BLOCKS:
+            raise ValueError(f"eye_head_blocks must be 1 to {MAX_HEAD_BLOCKS} (the reach that the head's stripes "
+                             f"cover), not {self.eye_head_blocks}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -144,7 +150,7 @@ class RDCModel(nn.Module):
                      if config.machine_head else None)
         # c_n (L, 3): the share of P(x_hat_1) in the beta = 0 image at level n (0: the paper's x_hat_1 + r)
         self.eye_share = nn.Parameter(torch.zeros(len(LAMBDAS), 3)) if config.eye_share else None
-        self.eye_head = (MachineHead(config.eye_head, levels=len(LAMBDAS), inputs=6)
+        self.eye_head = (MachineHead(config.eye_head, blocks=config.eye_head_blocks, levels=len(LAMBDAS), inputs=6)
                          if config.eye_head else None)
 
     def machine_image(self, x_hat_1: torch.Tensor, alpha: torch.Tensor | float) -> torch.Tensor:

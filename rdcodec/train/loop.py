@@ -145,7 +145,8 @@ def model_config(args: dict) -> ModelConfig:
                        machine_head=args.get("machine_head", ModelConfig.machine_head),
                        head_gains=args.get("head_gains", ModelConfig.head_gains),
                        eye_share=args.get("eye_share", ModelConfig.eye_share),
-                       eye_head=args.get("eye_head", ModelConfig.eye_head))
+                       eye_head=args.get("eye_head", ModelConfig.eye_head),
+                       eye_head_blocks=args.get("eye_head_blocks", ModelConfig.eye_head_blocks))
 
 
 #: The detail latent's tensors (:mod:`rdcodec.model.detail`), new like refinement blocks.
@@ -323,6 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="channels of the eye head, which makes the beta = 0 image from x_hat_1 + r and the "
                     "machine head's image (0 = none; rdcodec/model/head.py). It starts as the identity; "
                     "stage eye trains it alone")
+    ap.add_argument("--eye-head-blocks", type=int, default=ModelConfig.eye_head_blocks,
+                    help="refinement blocks of the eye head; blocks beyond --init's start as the identity, so a "
+                    "deeper head warm-starts from a shallower one exactly")
     ap.add_argument("--residual-decoder", action="store_true",
                     help="stage eye: also train the residual branch's decoder side (dec and the reconstruction "
                     "network) for the beta = 0 image through the eye head; the encoder side stays, so files are "
