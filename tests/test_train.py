@@ -153,6 +153,17 @@ def test_a_cognition_run_with_the_feature_term_logs_it(tmp_path, shared):
     assert records and all(0 < r["feat"] <= 4 and r["c"] > 0 for r in records)
 
 
+def test_the_schedule_warms_up_from_above_zero_peaks_and_decays_to_its_floor():
+    """Every step moves the weights, the first one included (a run cut to one step by its budget
+    trains), then the rate rises to the peak and decays to ``floor * peak``."""
+    peak = 2e-4
+    assert loop.lr_at(0.0, peak) == pytest.approx(loop.WARMUP_START * peak) and loop.lr_at(0.0, peak) > 0
+    warm = [loop.lr_at(p, peak) for p in (0.0, 0.005, 0.01, 0.015, 0.02)]
+    assert warm == sorted(warm) and warm[-1] == pytest.approx(peak)
+    decay = [loop.lr_at(p, peak) for p in (0.02, 0.3, 0.6, 0.9, 1.0, 1.5)]
+    assert decay == sorted(decay, reverse=True) and decay[-1] == pytest.approx(0.05 * peak)
+
+
 def test_optimizer_step_skips_a_non_finite_loss_without_touching_the_weights():
     w = torch.nn.Parameter(torch.ones(3))
     opt = torch.optim.Adam([w], lr=0.1)

@@ -253,10 +253,15 @@ def rate_weight(step: int, warmup: int) -> float:
     return RATE_WARMUP_START ** (1.0 - step / warmup)
 
 
+#: The learning rate of a run's first step, as a share of the peak: the warm-up starts here, not
+#: at 0, so that every step moves the weights (a run cut to one step by its budget still trains).
+WARMUP_START = 0.01
+
+
 def lr_at(progress: float, peak: float, warmup: float = 0.02, floor: float = 0.05) -> float:
-    """Linear warm-up, then cosine decay to ``floor * peak`` at ``progress = 1``."""
+    """Linear warm-up from ``WARMUP_START * peak``, then cosine decay to ``floor * peak`` at ``progress = 1``."""
     if progress < warmup:
-        return peak * progress / warmup
+        return peak * max(progress / warmup, WARMUP_START)
     p = min(1.0, (progress - warmup) / (1 - warmup))
     return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * p)))
 
