@@ -179,7 +179,7 @@ def _same_file_and_beta_1(codec: Codec, other: Codec, crop, alpha: float):
 
 
 def test_the_default_weights_trained_eye_head_lifts_beta_0_at_no_bits(crop):
-    """The shipped default (rdc-v32) is rdc-v30 with a trained eye head (and the residual decoder
+    """The shipped default (rdc-v33) is rdc-v30 with a trained eye head (and the residual decoder
     trained for it): the same bytes and beta = 1 image, a different beta = 0 image, closer to the
     original at each end of alpha's range."""
     default, shared = get_codec(), get_codec(SHARED)
@@ -190,12 +190,16 @@ def test_the_default_weights_trained_eye_head_lifts_beta_0_at_no_bits(crop):
 
 
 def test_the_default_is_rdc_v31_with_only_its_beta_0_decoder_trained_on(crop):
-    """rdc-v32 (run 32, ``--residual-decoder``) differs from rdc-v31 only in the eye head and the
-    residual branch's decoder side, so it makes rdc-v31's bytes and beta = 1 image."""
+    """The default (rdc-v33: run 32's ``--residual-decoder``, then run 33's deeper eye head) differs
+    from rdc-v31 only in the eye head and the residual branch's decoder side, so it makes rdc-v31's
+    bytes and beta = 1 image; its eye head has blocks rdc-v31's lacks."""
     default, v31 = get_codec(), get_codec("rdc-v31")
     new, old = default.m.model.state_dict(), v31.m.model.state_dict()
-    assert new.keys() == old.keys()
-    moved = {k for k in new if not torch.equal(new[k], old[k])}
+    assert old.keys() <= new.keys()
+    added = new.keys() - old.keys()
+    assert added and all(k.startswith("eye_head.body.") for k in added), sorted(added)[:3]
+    assert default.m.model.config.eye_head_blocks > v31.m.model.config.eye_head_blocks
+    moved = {k for k in old if not torch.equal(new[k], old[k])}
     assert all(k.startswith(("eye_head.", *loop.RESIDUAL_DECODER_PREFIXES)) for k in moved), sorted(moved)[:3]
     assert any(k.startswith("rrn.") for k in moved) and any(k.startswith("scalable.dec.") for k in moved)
     c, p = _same_file_and_beta_1(default, v31, crop, 0.5)
@@ -284,16 +288,17 @@ def test_an_eye_head_deeper_than_its_stripes_reach_is_refused(blocks):
         ModelConfig(machine_head=4, eye_head=EYE_C, eye_head_blocks=blocks)
 
 
-def test_a_deeper_eye_head_starts_as_the_shipped_one(crop, tmp_path):
-    """Blocks added to the default's eye head start as the identity: exported and loaded back, the
-    deeper model decodes the default's file to the same beta = 0 image, and keeps its depth."""
-    default = get_codec()
-    blocks = default.m.model.config.eye_head_blocks + 2
+def test_a_deeper_eye_head_starts_as_the_shallower_one(crop, tmp_path):
+    """Blocks added to a shipped eye head start as the identity (rdc-v32's, which run 33 deepened):
+    exported and loaded back, the deeper model decodes rdc-v32's file to the same beta = 0 image,
+    and keeps its depth."""
+    shallow = get_codec("rdc-v32")
+    blocks = shallow.m.model.config.eye_head_blocks + 2
     new = tuple(f"eye_head.body.{i}." for i in range(blocks - 2, blocks))
-    model, _ = extended_model(None, new, eye_head_blocks=blocks)
+    model, _ = extended_model("rdc-v32", new, eye_head_blocks=blocks)
     deeper = exported_codec(model.eval(), tmp_path, "deeper")
     assert deeper.m.model.config.eye_head_blocks == blocks and len(deeper.m.model.eye_head.body) == blocks
-    c, d = _same_file_and_beta_1(deeper, default, crop, 0.6)
+    c, d = _same_file_and_beta_1(deeper, shallow, crop, 0.6)
     assert np.array_equal(c.recon.render(0.0), d.recon.render(0.0))
 
 
