@@ -249,9 +249,31 @@ def test_an_eye_run_with_the_residual_decoder_keeps_every_encoder_tensor(tmp_pat
     assert not any(k.startswith(("scalable.enc.", "residual_prior.", "gain_s.", "g_a.", "head.")) for k in moved)
 
 
-def test_the_residual_decoder_is_an_option_of_stage_eye_only(capsys):
+def test_an_eye_run_with_the_residual_layer_trains_its_encoder_side_on_its_bits(tmp_path):
+    """``--residual-layer`` trains the whole residual layer (``scalable.enc`` and ``gain_s`` too) with
+    the eye head, on a loss that counts the residual layer's bits; the base layer and the machine
+    head stay, so beta = 1 is unchanged."""
+    before, after, out = _eye_run(tmp_path, "--residual-layer")
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert all(k.startswith("eye_head.") or loop.is_residual_param(k) for k in moved), sorted(moved)
+    for part in ("eye_head.", "scalable.enc.", "scalable.dec.", "rrn.", "gain_s."):
+        assert any(k.startswith(part) for k in moved), part
+    assert not any(loop.is_base_param(k) or k.startswith(("head.", "eye_share")) for k in moved)
+    steps = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert all(r["bpp"] > 0 for r in steps if "loss" in r)  # the loss has the residual bits
+
+
+def test_the_eye_run_without_the_residual_layer_logs_no_bits(tmp_path):
+    """Stage eye's decoder-side runs do not change the bits, so their loss has none (logged 0)."""
+    _, _, out = _eye_run(tmp_path, "--residual-decoder")
+    steps = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert steps and all(r["bpp"] == 0 for r in steps if "loss" in r)
+
+
+@pytest.mark.parametrize("option", ["--residual-decoder", "--residual-layer"])
+def test_the_residual_options_are_for_stage_eye_only(capsys, option):
     with pytest.raises(SystemExit) as e:
-        loop.parse_args(["--stage", "residual", "--residual-decoder", "--out", "o"])
+        loop.parse_args(["--stage", "residual", option, "--out", "o"])
     assert e.value.code == 2 and "--stage eye" in capsys.readouterr().err
 
 

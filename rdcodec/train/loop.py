@@ -28,7 +28,9 @@ the head on alpha, ``--head-balance`` weighs the levels alike (:class:`LevelBala
 Stage ``eye`` (not in the paper, :mod:`rdcodec.model.head`): everything frozen but the eye head ``E``,
 loss ``255^2 * MSE(x, x_eye)`` with ``x_eye = E(x_s, P(x_hat_1))`` the beta = 0 image made from the
 codec's ``x_s`` (``x_hat_1 + r`` with the eye share) and the machine head's image: fidelity at no cost
-in bits, beta = 1 unchanged. ``--head-balance`` weighs its levels alike too.
+in bits, beta = 1 unchanged. ``--head-balance`` weighs its levels alike too. ``--residual-decoder``
+also trains the residual layer's decoder side (same bytes); ``--residual-layer`` the whole residual
+layer, on ``bits_s / pixels + lambda_m * 255^2 * MSE(x, x_eye)`` (stage II's loss on the eye's image).
 Stage ``context`` (not in the paper, :mod:`.context`): everything frozen but the context model (and
 with ``--hyper-lr`` the hyper path), loss the rate of ``y`` (plus ``z``) on cached latents, ``alpha``
 drawn continuously.
@@ -91,6 +93,10 @@ EYE_PREFIXES = ("eye_head.", "eye_share")
 #: latent's synthesis). The encoder side (``scalable.enc``, the priors, ``gain_s``) stays, so the
 #: files are the same bytes.
 RESIDUAL_DECODER_PREFIXES = ("scalable.dec.", "rrn.", "detail_s.")
+
+#: What stage ``eye --residual-layer`` trains beside the eye head: the whole residual layer
+#: (:func:`is_residual_param`), its encoder side and prior included, on the beta = 0 image's
+#: rate-distortion loss. The files' residual layer changes; the base layer (so beta = 1) does not.
 OBJECTIVES = ("rd", "cognition", "machines")  # stage encoder's losses
 
 #: Longest wall time one step may add to the budget clock: a run paused with SIGSTOP (to time a
@@ -104,6 +110,11 @@ MAX_NONFINITE_IN_A_ROW = 20
 
 def is_base_param(name: str) -> bool:
     return name.startswith(BASE_PREFIXES)
+
+
+def is_residual_param(name: str) -> bool:
+    """A tensor of the residual layer (what stage residual trains): neither the base codec nor a head."""
+    return not is_base_param(name) and not name.startswith(HEAD_PREFIXES + EYE_PREFIXES)
 
 
 def load_matching(model: torch.nn.Module, state: dict, keep=lambda name: True) -> list[str]:
@@ -336,6 +347,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="stage eye: also train the residual branch's decoder side (dec and the reconstruction "
                     "network) for the beta = 0 image through the eye head; the encoder side stays, so files are "
                     "the same bytes and beta = 1 is unchanged")
+    ap.add_argument("--residual-layer", action="store_true",
+                    help="stage eye: train the whole residual layer (encoder side, prior, gain_s and decoder) "
+                    "with the eye head on the beta = 0 rate-distortion loss bits_s / pixels + lambda_m 255^2 "
+                    "MSE(x, x_eye), lambda_m as in stage residual; the residual layer's bytes change, the base "
+                    "layer and beta = 1 do not")
     ap.add_argument("--encoder-blocks", type=int, default=ModelConfig.encoder_blocks,
                     help="refinement blocks at H/4 and H/8 of g_a (0 = the paper's; new blocks start as the "
                     "identity). Encoder only: export with --decoder, and files decode with that decoder")
@@ -414,8 +430,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.stage == "eye" and (args.eye_head <= 0 or args.machine_head <= 0):
         ap.error("--stage eye trains the eye head on the machine head's image: give both channels with "
                  "--eye-head C and --machine-head C")
-    if args.residual_decoder and args.stage != "eye":
-        ap.error(f"--residual-decoder is for --stage eye (stage {args.stage} trains its own tensors)")
+    for name in ("residual_decoder", "residual_layer"):
+        if getattr(args, name) and args.stage != "eye":
+            ap.error(f"--{name.replace('_', '-')} is for --stage eye (stage {args.stage} trains its own tensors)")
     if args.objective == "machines":  # unset weights: the refinement for machines' own
         from ..refine import FEATURE_WEIGHTS, MACHINE_MSE_SHARE
 
@@ -527,9 +544,9 @@ def main(argv=None) -> None:
     else:
         trains = {"encoder": lambda n: n.startswith(ENCODER_PREFIXES),
                   "head": lambda n: n.startswith(HEAD_PREFIXES),
-                  "eye": lambda n: n.startswith(("eye_head.", *RESIDUAL_DECODER_PREFIXES) if args.residual_decoder
-                                                else "eye_head.")}.get(
-            args.stage, lambda n: not is_base_param(n) and not n.startswith(HEAD_PREFIXES + EYE_PREFIXES))
+                  "eye": (lambda n: n.startswith("eye_head.") or is_residual_param(n)) if args.residual_layer
+                  else lambda n: n.startswith(("eye_head.", *RESIDUAL_DECODER_PREFIXES) if args.residual_decoder
+                                              else "eye_head.")}.get(args.stage, is_residual_param)
         for n, p in model.named_parameters():
             p.requires_grad_(trains(n))
         params = [p for p in model.parameters() if p.requires_grad]
@@ -583,14 +600,17 @@ def main(argv=None) -> None:
                 alpha = level_alpha(idx.float())
                 x_hat, bpp, lam = model.machine_image(x_hat_1, alpha).float(), torch.zeros(len(x)), None
             elif args.stage == "eye":  # the codec's beta = 0 image and P(x_hat_1) through the eye head
-                with torch.set_grad_enabled(args.residual_decoder):  # r learns too with --residual-decoder
+                # r learns too with --residual-decoder, and its bits with --residual-layer
+                with torch.set_grad_enabled(args.residual_decoder or args.residual_layer):
                     o = model.forward_residual(x, idx)
                 alpha = level_alpha(idx.float())
                 x_hat_1 = o["x_hat_1"].float().detach()
                 x_0 = x_hat_1 + o["r"].float()
                 with torch.no_grad():
                     x_m = model.machine_image(x_hat_1, alpha).float()
-                x_hat, bpp, lam = model.eye_image(x_0, x_m, alpha).float(), torch.zeros(len(x)), None
+                x_hat = model.eye_image(x_0, x_m, alpha).float()
+                bpp, lam = ((o["bits_s"] / pixels, model.residual_lambda(idx)) if args.residual_layer
+                            else (torch.zeros(len(x)), None))
             elif args.stage == "encoder":  # gradients through the frozen decoder into g_a and h_a
                 base = model.forward_base(x, idx)
                 gains_e = model.gain_e.at_levels(idx) if model.config.enhance else None
@@ -613,7 +633,7 @@ def main(argv=None) -> None:
         mse = (x_hat - x).pow(2).flatten(1).mean(1)
         if args.stage == "head":
             loss = feat + args.head_mse * mse + args.lambda_local * 255 ** 2 * local_mse(x, x_hat)
-        elif args.stage == "eye":
+        elif args.stage == "eye" and lam is None:  # decoder side only: the bits are fixed
             loss = 255 ** 2 * mse
         elif backbone is not None:  # rdcodec.refine.machine_loss, per sample at level idx
             loss = machine_loss(bpp, mse, feat, idx, lam, args.mse_anchor, args.feature_weight)
