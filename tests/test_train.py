@@ -489,3 +489,24 @@ def test_a_residual_run_with_a_detail_latent_trains_it_at_the_block_lr(tmp_path)
     assert len(groups) == 2 and groups[1]["blocks"]
     model = RDCModel(loop.model_config(ckpt["args"]))
     assert loop.load_matching(model, after) == [] and model.config.enhance == 4
+
+
+def test_every_model_option_of_a_run_reaches_its_model():
+    """``model_config`` reads every ModelConfig field that has a training option (named like the
+    field), so an option added later reaches the model and the exported config without a second list;
+    a checkpoint from before a field existed gets the field's default."""
+    import dataclasses
+
+    args = vars(loop.parse_args(["--stage", "eye", "--out", "o", "--machine-head", "8", "--head-gains",
+                                 "--eye-share", "--eye-head", "12", "--eye-head-blocks", "5",
+                                 "--rrn-blocks", "2", "--residual-lambda-factor", "3.5",
+                                 "--context", "space-channel"]))
+    config = loop.model_config(args)
+    assert (config.machine_head, config.head_gains, config.eye_share, config.eye_head) == (8, True, True, 12)
+    assert (config.eye_head_blocks, config.rrn_blocks, config.residual_lambda_factor) == (5, 2, 3.5)
+    assert config.context == "space-channel"
+    fields = {f.name for f in dataclasses.fields(ModelConfig)}
+    # the architecture's sizes and the base's lambda scale are fixed, every other field is an option
+    assert fields - set(args) == {"N", "M", "S", "base_lambda_scale"}
+    older = {k: v for k, v in args.items() if k != "eye_head_blocks"}
+    assert loop.model_config(older).eye_head_blocks == ModelConfig.eye_head_blocks

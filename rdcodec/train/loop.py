@@ -59,6 +59,7 @@ resumed still ends its schedule on time. Checkpoints (``last.pt``) are written e
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import signal
@@ -146,18 +147,10 @@ class LevelBalance:
 
 
 def model_config(args: dict) -> ModelConfig:
-    """The model options of a run's ``vars(args)`` (also what export reads back from a checkpoint)."""
-    return ModelConfig(residual_lambda_factor=args.get("residual_lambda_factor", ModelConfig.residual_lambda_factor),
-                       rrn_blocks=args.get("rrn_blocks", ModelConfig.rrn_blocks),
-                       encoder_blocks=args.get("encoder_blocks", ModelConfig.encoder_blocks),
-                       synthesis_blocks=args.get("synthesis_blocks", ModelConfig.synthesis_blocks),
-                       context=args.get("context", ModelConfig.context),
-                       enhance=args.get("enhance", ModelConfig.enhance),
-                       machine_head=args.get("machine_head", ModelConfig.machine_head),
-                       head_gains=args.get("head_gains", ModelConfig.head_gains),
-                       eye_share=args.get("eye_share", ModelConfig.eye_share),
-                       eye_head=args.get("eye_head", ModelConfig.eye_head),
-                       eye_head_blocks=args.get("eye_head_blocks", ModelConfig.eye_head_blocks))
+    """The model options of a run's ``vars(args)`` (also what export reads back from a checkpoint):
+    every :class:`ModelConfig` field the run has an option for (the options are named like the
+    fields); the others, and those an older checkpoint lacks, keep their defaults."""
+    return ModelConfig(**{f.name: args[f.name] for f in dataclasses.fields(ModelConfig) if f.name in args})
 
 
 #: The detail latent's tensors (:mod:`rdcodec.model.detail`), new like refinement blocks.
