@@ -169,30 +169,39 @@ def test_an_eye_head_changes_beta_0_only_and_decodes_as_encoded(crop, tmp_path):
     torch.testing.assert_close(recon.eye_image(), expected, rtol=0, atol=1e-4)
 
 
-def _same_file_and_beta_1(codec: Codec, other: Codec, crop, alpha: float):
+def _same_base_and_beta_1(codec: Codec, other: Codec, crop, alpha: float):
     """Both codecs' compressions of ``crop`` (``other``'s under ``codec``'s weights id), asserting
-    the same bytes and the same beta = 1 image."""
+    the same base layer (the file's bytes once its residual layer is stripped) and so the same
+    beta = 1 image."""
     c, p = codec.compress(crop, alpha), Codec(other.m, codec.weights_id).compress(crop, alpha)
-    assert c.data == p.data
+    assert container.strip_residual(c.data) == container.strip_residual(p.data)
     assert np.array_equal(c.recon.render(1.0), p.recon.render(1.0))
     return c, p
 
 
-def test_the_default_weights_trained_eye_head_lifts_beta_0_at_no_bits(crop):
-    """The shipped default (rdc-v33) is rdc-v30 with a trained eye head (and the residual decoder
-    trained for it): the same bytes and beta = 1 image, a different beta = 0 image, closer to the
-    original at each end of alpha's range."""
+def _same_file_and_beta_1(codec: Codec, other: Codec, crop, alpha: float):
+    """As :func:`_same_base_and_beta_1`, and the residual layers' bytes the same too."""
+    c, p = _same_base_and_beta_1(codec, other, crop, alpha)
+    assert c.data == p.data
+    return c, p
+
+
+def test_the_default_weights_trained_eye_head_lifts_beta_0_over_the_same_base(crop):
+    """The shipped default (rdc-v34) is rdc-v30 with a trained eye head (and the residual layer
+    trained for it): the same base layer and beta = 1 image, a different beta = 0 image, closer to
+    the original at each end of alpha's range."""
     default, shared = get_codec(), get_codec(SHARED)
     assert default.m.eye_head is not None
     for alpha in (0.0, 1.0):
-        c, p = _same_file_and_beta_1(default, shared, crop, alpha)
+        c, p = _same_base_and_beta_1(default, shared, crop, alpha)
         assert psnr(c.recon.render(0.0), crop) > psnr(p.recon.render(0.0), crop)
 
 
-def test_the_default_is_rdc_v31_with_only_its_beta_0_decoder_trained_on(crop):
-    """The default (rdc-v33: run 32's ``--residual-decoder``, then run 33's deeper eye head) differs
-    from rdc-v31 only in the eye head and the residual branch's decoder side, so it makes rdc-v31's
-    bytes and beta = 1 image; its eye head has blocks rdc-v31's lacks."""
+def test_the_default_is_rdc_v31_with_only_its_beta_0_layers_trained_on(crop):
+    """The default (rdc-v34: run 32's ``--residual-decoder``, run 33's deeper eye head, run 34's
+    ``--residual-layer``) differs from rdc-v31 only in the eye head and the residual layer, so it
+    makes rdc-v31's base layer and beta = 1 image, and its own residual layer; its eye head has
+    blocks rdc-v31's lacks."""
     default, v31 = get_codec(), get_codec("rdc-v31")
     new, old = default.m.model.state_dict(), v31.m.model.state_dict()
     assert old.keys() <= new.keys()
@@ -200,9 +209,11 @@ def test_the_default_is_rdc_v31_with_only_its_beta_0_decoder_trained_on(crop):
     assert added and all(k.startswith("eye_head.body.") for k in added), sorted(added)[:3]
     assert default.m.model.config.eye_head_blocks > v31.m.model.config.eye_head_blocks
     moved = {k for k in old if not torch.equal(new[k], old[k])}
-    assert all(k.startswith(("eye_head.", *loop.RESIDUAL_DECODER_PREFIXES)) for k in moved), sorted(moved)[:3]
-    assert any(k.startswith("rrn.") for k in moved) and any(k.startswith("scalable.dec.") for k in moved)
-    c, p = _same_file_and_beta_1(default, v31, crop, 0.5)
+    assert all(k.startswith("eye_head.") or loop.is_residual_param(k) for k in moved), sorted(moved)[:3]
+    for part in ("rrn.", "scalable.dec.", "scalable.enc.", "gain_s."):
+        assert any(k.startswith(part) for k in moved), part
+    c, p = _same_base_and_beta_1(default, v31, crop, 0.5)
+    assert c.data != p.data  # run 34 trained the residual layer's encoder side
     assert not np.array_equal(c.recon.render(0.0), p.recon.render(0.0))
 
 
