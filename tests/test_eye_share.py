@@ -281,6 +281,18 @@ def test_the_eye_run_without_the_residual_layer_logs_no_bits(tmp_path):
     assert steps and all(r["bpp"] == 0 for r in steps if "loss" in r)
 
 
+def test_stage_eye_options_widen_what_trains_and_never_reach_the_base_layer():
+    """The eye head alone, then with its residual decoder side, then with the whole residual layer:
+    each option trains a strict superset, and none a tensor of the base layer or the machine head."""
+    names = list(RDCModel(ModelConfig(machine_head=4, head_gains=True, eye_share=True, eye_head=EYE_C)).state_dict())
+    head_only, decoder, layer = ({n for n in names if loop.eye_trains(n, *options)}
+                                 for options in ((False, False), (True, False), (False, True)))
+    assert head_only and all(n.startswith("eye_head.") for n in head_only)
+    assert head_only < decoder < layer
+    assert any(n.startswith(("scalable.enc.", "gain_s.")) for n in layer - decoder)
+    assert not any(loop.is_base_param(n) or n.startswith(("head.", "eye_share")) for n in layer)
+
+
 @pytest.mark.parametrize("option", ["--residual-decoder", "--residual-layer"])
 def test_the_residual_options_are_for_stage_eye_only(capsys, option):
     with pytest.raises(SystemExit) as e:

@@ -95,9 +95,6 @@ EYE_PREFIXES = ("eye_head.", "eye_share")
 #: files are the same bytes.
 RESIDUAL_DECODER_PREFIXES = ("scalable.dec.", "rrn.", "detail_s.")
 
-#: What stage ``eye --residual-layer`` trains beside the eye head: the whole residual layer
-#: (:func:`is_residual_param`), its encoder side and prior included, on the beta = 0 image's
-#: rate-distortion loss. The files' residual layer changes; the base layer (so beta = 1) does not.
 OBJECTIVES = ("rd", "cognition", "machines")  # stage encoder's losses
 
 #: Longest wall time one step may add to the budget clock: a run paused with SIGSTOP (to time a
@@ -116,6 +113,16 @@ def is_base_param(name: str) -> bool:
 def is_residual_param(name: str) -> bool:
     """A tensor of the residual layer (what stage residual trains): neither the base codec nor a head."""
     return not is_base_param(name) and not name.startswith(HEAD_PREFIXES + EYE_PREFIXES)
+
+
+def eye_trains(name: str, residual_decoder: bool = False, residual_layer: bool = False) -> bool:
+    """Whether stage ``eye`` trains tensor ``name``: the eye head; with ``--residual-decoder`` also the
+    residual layer's decoder side (:data:`RESIDUAL_DECODER_PREFIXES`, the files keep their bytes); with
+    ``--residual-layer`` the whole residual layer (:func:`is_residual_param`: its encoder side, prior
+    and gains too, so its bytes change). The base layer, and so beta = 1, never."""
+    if residual_layer:
+        return name.startswith("eye_head.") or is_residual_param(name)
+    return name.startswith(("eye_head.", *RESIDUAL_DECODER_PREFIXES) if residual_decoder else "eye_head.")
 
 
 def load_matching(model: torch.nn.Module, state: dict, keep=lambda name: True) -> list[str]:
@@ -537,9 +544,8 @@ def main(argv=None) -> None:
     else:
         trains = {"encoder": lambda n: n.startswith(ENCODER_PREFIXES),
                   "head": lambda n: n.startswith(HEAD_PREFIXES),
-                  "eye": (lambda n: n.startswith("eye_head.") or is_residual_param(n)) if args.residual_layer
-                  else lambda n: n.startswith(("eye_head.", *RESIDUAL_DECODER_PREFIXES) if args.residual_decoder
-                                              else "eye_head.")}.get(args.stage, is_residual_param)
+                  "eye": lambda n: eye_trains(n, args.residual_decoder, args.residual_layer)}.get(
+            args.stage, is_residual_param)
         for n, p in model.named_parameters():
             p.requires_grad_(trains(n))
         params = [p for p in model.parameters() if p.requires_grad]
